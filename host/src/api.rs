@@ -1,0 +1,262 @@
+//! Core's own HTTP API, under the reserved `/_hms` prefix: health, token
+//! exchange, public keys, API keys, the registry and the audit log. JSON in
+//! and out; errors are [`ApiError`]s. Admin operations need the admin
+//! credential as `Authorization: Bearer <admin token>`.
+
+use crate::audit::Query;
+use crate::auth::AuthError;
+use crate::error::{ApiError, ApiJson};
+use crate::registry::RegistryError;
+use crate::server::App;
+use axum::extract::{FromRequestParts, Path, Query as QueryParams, State};
+use axum::http::request::Parts;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest a `GET /_hms/events?wait=N` long-poll is held open.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Routes of the Core API (mounted at `/_hms`).
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/auth/token", post(token))
+        .route("/auth/jwks", get(jwks))
+        .route("/keys", get(list_keys).post(create_key))
+        .route("/keys/{id}", delete(revoke_key))
+        .route("/services", get(list_services).post(register_service))
+        .route("/services/{name}", delete(unregister_service))
+        .route("/events", get(events))
+        .fallback(|| async { ApiError::NotFound("no such Core API endpoint".into()) })
+}
+
+/// Extractor that admits only the admin credential.
+pub struct Admin;
+
+impl FromRequestParts<Arc<App>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Admin, ApiError> {
+        let presented = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "admin credential required (Authorization: Bearer ...)".into(),
+                )
+            })?;
+        if app.runtime.core().auth.check_admin(presented.trim()) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::Unauthorized("invalid admin credential".into()))
+        }
+    }
+}
+
+async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<Value>) {
+    let services = app.runtime.service_names();
+    if app.is_ready() {
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "services": services })),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "loading", "services": services })),
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    api_key: String,
+}
+
+async fn token(
+    State(app): State<Arc<App>>,
+    ApiJson(req): ApiJson<TokenRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let issued = app
+        .runtime
+        .core()
+        .auth
+        .authenticate(&req.api_key)
+        .map_err(auth_error)?;
+    Ok(Json(
+        json!({ "token": issued.token, "token_type": "Bearer", "expires_at": issued.expires_at }),
+    ))
+}
+
+async fn jwks(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(app.runtime.core().auth.jwks())
+}
+
+#[derive(Deserialize)]
+struct CreateKey {
+    service: String,
+}
+
+async fn create_key(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    ApiJson(req): ApiJson<CreateKey>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let key = app
+        .runtime
+        .core()
+        .auth
+        .create_key(&req.service)
+        .map_err(auth_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": key.id, "service": key.service, "api_key": key.secret })),
+    ))
+}
+
+async fn list_keys(_: Admin, State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
+    let keys = app.runtime.core().auth.list_keys().map_err(auth_error)?;
+    Ok(Json(json!({ "keys": keys })))
+}
+
+async fn revoke_key(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    app.runtime
+        .core()
+        .auth
+        .revoke_key(&id)
+        .map_err(auth_error)?;
+    Ok(Json(json!({ "revoked": id })))
+}
+
+fn auth_error(e: AuthError) -> ApiError {
+    match e {
+        AuthError::InvalidKey => ApiError::Unauthorized("invalid API key".into()),
+        AuthError::Revoked => ApiError::Unauthorized("API key revoked".into()),
+        AuthError::Expired => ApiError::Unauthorized("token expired".into()),
+        AuthError::InvalidToken(why) => ApiError::Unauthorized(format!("invalid token: {why}")),
+        AuthError::UnknownKeyId(id) => ApiError::NotFound(format!("no API key {id:?}")),
+        e @ AuthError::InvalidService(_) => ApiError::BadRequest(e.to_string()),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+async fn list_services(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({ "services": app.runtime.core().registry.list() }))
+}
+
+#[derive(Deserialize)]
+struct RegisterService {
+    name: String,
+    host: String,
+    port: u16,
+    #[serde(default)]
+    version: Option<String>,
+    /// Seconds until the registration lapses unless renewed.
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+async fn register_service(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    ApiJson(req): ApiJson<RegisterService>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let version = req.version.as_deref().unwrap_or("unknown");
+    let ttl = req.ttl_seconds.map(Duration::from_secs);
+    let entry = app
+        .runtime
+        .core()
+        .registry
+        .register_external(&req.name, &req.host, req.port, version, ttl)
+        .map_err(registry_error)?;
+    Ok((StatusCode::CREATED, Json(json!(entry))))
+}
+
+async fn unregister_service(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let registry = &app.runtime.core().registry;
+    if registry
+        .get(&name)
+        .is_some_and(|e| e.kind == crate::registry::Kind::Component)
+    {
+        return Err(ApiError::Conflict(format!(
+            "{name} is a deployed component, not an external registration"
+        )));
+    }
+    registry.unregister(&name).map_err(registry_error)?;
+    Ok(Json(json!({ "unregistered": name })))
+}
+
+fn registry_error(e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        RegistryError::NameTaken(_) => ApiError::Conflict(e.to_string()),
+        RegistryError::InvalidName(_) | RegistryError::InvalidAddress(_) => {
+            ApiError::BadRequest(e.to_string())
+        }
+    }
+}
+
+/// Query string of `GET /_hms/events`. (Not `#[serde(flatten)]` of
+/// [`Query`]: flattening loses number parsing in query strings.)
+#[derive(Deserialize)]
+struct EventParams {
+    service: Option<String>,
+    trace: Option<String>,
+    level: Option<crate::audit::Level>,
+    after: Option<u64>,
+    limit: Option<usize>,
+    /// Seconds to wait for new events when there are none yet (long-poll).
+    #[serde(default)]
+    wait: Option<u64>,
+}
+
+async fn events(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    params: Result<QueryParams<EventParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let QueryParams(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let query = Query {
+        service: params.service,
+        trace: params.trace,
+        level: params.level,
+        after: params.after,
+        limit: params.limit,
+    };
+    let audit = app.runtime.core().audit.clone();
+    let mut updates = audit.subscribe();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(params.wait.unwrap_or(0)).min(MAX_WAIT);
+    loop {
+        let (a, q) = (audit.clone(), query.clone());
+        let found = tokio::task::spawn_blocking(move || a.query(&q))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        if !found.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(json!({ "events": found })));
+        }
+        // Nothing yet: wait for the next durable commit, or the deadline.
+        if tokio::time::timeout_at(deadline, updates.changed())
+            .await
+            .is_err()
+        {
+            return Ok(Json(json!({ "events": [] })));
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Loading a component file: checks that it is a component of the service
+//! world, compiles it (through the engine's cache), pre-instantiates it and
+//! asks it for its name and routes.
+//!
+//! A service component exports `hms:core/manifest` and is asked `describe()`
+//! once at load. A plain `wasi:http/proxy` component has no manifest: it is
+//! served as service `NAME` under `/NAME/...`, `NAME` being its file stem.
+
+use crate::engine::{WasmEngine, digest};
+use crate::registry::validate_service_name;
+use crate::router::Pattern;
+use crate::state::RequestState;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::Store;
+use wasmtime::component::{ComponentType, InstancePre, Lift, Linker};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// The export a service component describes itself through.
+pub const MANIFEST_EXPORT: &str = "hms:core/manifest@0.1.0";
+
+/// One loaded version of a service, ready to instantiate per request.
+pub struct Service {
+    /// Service name (from the manifest, or the file stem).
+    pub name: String,
+    /// `sha256:<hex>` of the component's bytes.
+    pub version: String,
+    /// Routes it serves.
+    pub routes: Vec<Pattern>,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// Pre-instantiated handler: imports resolved, exports looked up.
+    pub pre: ProxyPre<RequestState>,
+}
+
+/// Why a component file was refused. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: not a WebAssembly file")]
+    NotWasm { file: String },
+    #[error(
+        "{file}: a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule { file: String },
+    #[error("{file}: invalid component: {reason}")]
+    Invalid { file: String, reason: String },
+    #[error("{file}: {reason}")]
+    WrongWorld { file: String, reason: String },
+    #[error("{file}: bad manifest: {reason}")]
+    Manifest { file: String, reason: String },
+}
+
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct ServiceInfo {
+    name: String,
+    routes: Vec<String>,
+}
+
+/// Loads the component at `path`. `new_store` makes the store the manifest
+/// is asked in (an ordinary sandboxed request store).
+pub async fn load(
+    engine: &WasmEngine,
+    linker: &Linker<RequestState>,
+    path: &Path,
+    new_store: impl FnOnce(&str) -> Store<RequestState>,
+) -> Result<Arc<Service>, LoadError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    check_header(&bytes, &file)?;
+    let version = digest(&bytes);
+    let component = engine
+        .compile(&bytes, &version)
+        .map_err(|e| LoadError::Invalid {
+            file: file.clone(),
+            reason: format!("{e:#}"),
+        })?;
+    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+        file: file.clone(),
+        reason: format!("{e:#}"),
+    };
+    let instance_pre: InstancePre<RequestState> = linker.instantiate_pre(&component).map_err(|e| {
+        wrong_world(e.context("imports something hms-host does not provide (services may import hms:core and wasi:http/proxy interfaces)"))
+    })?;
+    let pre = ProxyPre::new(instance_pre.clone())
+        .map_err(|e| wrong_world(e.context("does not export wasi:http/incoming-handler@0.2")))?;
+
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let (name, routes) = match component.get_export_index(None, MANIFEST_EXPORT) {
+        Some(iface) => {
+            let describe = component
+                .get_export_index(Some(&iface), "describe")
+                .ok_or_else(|| LoadError::Manifest {
+                    file: file.clone(),
+                    reason: "no describe function".into(),
+                })?;
+            let mut store = new_store(&stem);
+            let manifest: wasmtime::Result<ServiceInfo> = async {
+                let instance = instance_pre.instantiate_async(&mut store).await?;
+                let f = instance.get_typed_func::<(), (ServiceInfo,)>(&mut store, &describe)?;
+                let (info,) = f.call_async(&mut store, ()).await?;
+                Ok(info)
+            }
+            .await;
+            let info = manifest.map_err(|e| LoadError::Manifest {
+                file: file.clone(),
+                reason: format!("describe() failed: {e:#}"),
+            })?;
+            (info.name, info.routes)
+        }
+        None => (stem.clone(), vec![format!("/{stem}/...")]),
+    };
+    validate_service_name(&name).map_err(|e| LoadError::Manifest {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    if routes.is_empty() {
+        return Err(LoadError::Manifest {
+            file,
+            reason: "no routes".into(),
+        });
+    }
+    let routes = routes
+        .iter()
+        .map(|r| Pattern::parse(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LoadError::Manifest {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(Arc::new(Service {
+        name,
+        version,
+        routes,
+        file: path.to_path_buf(),
+        pre,
+    }))
+}
+
+/// Tells a core module or a non-wasm file from a component by the preamble,
+/// so the message says what is wrong instead of a parser error.
+fn check_header(bytes: &[u8], file: &str) -> Result<(), LoadError> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(LoadError::CoreModule { file: file.into() }),
+        Some([0, b'a', b's', b'm', ..]) => Ok(()),
+        _ => Err(LoadError::NotWasm { file: file.into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_tells_modules_components_and_garbage_apart() {
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0rest", "f"),
+            Err(LoadError::CoreModule { .. })
+        ));
+        assert!(check_header(b"\0asm\x0d\0\x01\0rest", "f").is_ok());
+        assert!(matches!(
+            check_header(b"{\"id\":1}", "f"),
+            Err(LoadError::NotWasm { .. })
+        ));
+        assert!(matches!(
+            check_header(b"", "f"),
+            Err(LoadError::NotWasm { .. })
+        ));
+        let msg = check_header(b"\0asm\x01\0\0\0", "x.wasm")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("x.wasm: a core WebAssembly module"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! Core as components see it: the WIT `auth`, `logging` and `registry`
+//! interfaces implemented on top of the native services in [`crate::auth`],
+//! [`crate::audit`] and [`crate::registry`].
+//!
+//! Every capability has the same shape: the shared service (in [`Core`]),
+//! paired with the [`Caller`] in the per-request [`CoreCtx`], on which the
+//! generated `Host` traits are implemented.
+//! The caller's identity comes from the host, never from an argument: that is
+//! what makes "a component cannot log or authenticate as another" hold.
+
+use crate::audit::{AuditLog, Level, NewEvent};
+use crate::auth::{Auth, AuthError};
+use crate::bindings::{auth as wit_auth, logging as wit_logging, registry as wit_registry};
+use crate::registry::{Registry, RegistryError};
+use crate::trace::Trace;
+use std::sync::Arc;
+use wasmtime::component::{HasSelf, Linker};
+
+/// Service name the host uses for its own events.
+pub const HOST_SERVICE: &str = "hms-host";
+
+/// The native Core services, shared by every request (cheap to clone).
+#[derive(Clone)]
+pub struct Core {
+    pub auth: Arc<Auth>,
+    pub audit: AuditLog,
+    pub registry: Arc<Registry>,
+}
+
+impl Core {
+    /// Appends an event for `service` within `trace`.
+    pub fn log(&self, service: &str, trace: &Trace, level: Level, message: impl Into<String>) {
+        trace.mark_logged();
+        self.audit.append(NewEvent {
+            service: service.to_string(),
+            level,
+            message: message.into(),
+            trace_id: trace.id().to_string(),
+        });
+    }
+}
+
+/// Who a component invocation runs as: set by the host when it creates the
+/// store, from the deployed service's name and the request's trace.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub service: Arc<str>,
+    pub trace: Arc<Trace>,
+    /// In-process hops from the client's request (0 for the first service).
+    pub depth: u32,
+}
+
+/// Per-request Core state kept in the store.
+pub struct CoreCtx {
+    pub core: Core,
+    pub caller: Caller,
+}
+
+/// Implemented by the store's data to hand out its [`CoreCtx`].
+pub trait HasCore: Send + 'static {
+    fn core_ctx(&mut self) -> &mut CoreCtx;
+}
+
+/// Links the Core interfaces into `linker`.
+pub fn add_to_linker<T: HasCore>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit_auth::add_to_linker::<T, HasSelf<CoreCtx>>(linker, |t| t.core_ctx())?;
+    wit_logging::add_to_linker::<T, HasSelf<CoreCtx>>(linker, |t| t.core_ctx())?;
+    wit_registry::add_to_linker::<T, HasSelf<CoreCtx>>(linker, |t| t.core_ctx())?;
+    Ok(())
+}
+
+impl wit_auth::Host for CoreCtx {
+    fn authenticate(&mut self, api_key: String) -> Result<String, wit_auth::AuthError> {
+        self.core
+            .auth
+            .authenticate(&api_key)
+            .map(|t| t.token)
+            .map_err(to_wit_auth)
+    }
+
+    fn own_token(&mut self) -> String {
+        self.core.auth.workload_token(&self.caller.service).token
+    }
+
+    fn verify(&mut self, token: String) -> Result<wit_auth::Claims, wit_auth::AuthError> {
+        let c = self.core.auth.verify(&token).map_err(to_wit_auth)?;
+        Ok(wit_auth::Claims {
+            subject: c.subject,
+            key_id: c.key_id,
+            issued_at: c.issued_at,
+            expires_at: c.expires_at,
+        })
+    }
+}
+
+fn to_wit_auth(e: AuthError) -> wit_auth::AuthError {
+    match e {
+        AuthError::InvalidKey | AuthError::UnknownKeyId(_) => wit_auth::AuthError::InvalidKey,
+        AuthError::Revoked => wit_auth::AuthError::Revoked,
+        AuthError::Expired => wit_auth::AuthError::Expired,
+        AuthError::InvalidToken(why) => wit_auth::AuthError::InvalidToken(why),
+        // Storage and I/O problems are the host's, not the guest's: say little.
+        other => {
+            tracing::error!("auth failure inside a component call: {other}");
+            wit_auth::AuthError::InvalidToken("host authentication error".into())
+        }
+    }
+}
+
+impl wit_logging::Host for CoreCtx {
+    fn log_event(&mut self, level: wit_logging::Level, message: String) {
+        let level = match level {
+            wit_logging::Level::Debug => Level::Debug,
+            wit_logging::Level::Info => Level::Info,
+            wit_logging::Level::Warn => Level::Warn,
+            wit_logging::Level::Error => Level::Error,
+        };
+        self.core
+            .log(&self.caller.service, &self.caller.trace, level, message);
+    }
+}
+
+impl wit_registry::Host for CoreCtx {
+    fn register_service(
+        &mut self,
+        name: String,
+        host: String,
+        port: u16,
+    ) -> Result<(), wit_registry::RegistryError> {
+        let registered = self
+            .core
+            .registry
+            .register_external(&name, &host, port, "external", None);
+        match registered {
+            Ok(e) => {
+                let msg = format!("registered external service {} at {}", e.name, e.url);
+                self.core
+                    .log(&self.caller.service, &self.caller.trace, Level::Info, msg);
+                Ok(())
+            }
+            Err(RegistryError::InvalidName(m)) => Err(wit_registry::RegistryError::InvalidName(m)),
+            Err(RegistryError::NameTaken(m)) => Err(wit_registry::RegistryError::NameTaken(m)),
+            Err(e) => Err(wit_registry::RegistryError::InvalidAddress(e.to_string())),
+        }
+    }
+
+    fn discover_service(&mut self, name: String) -> Option<wit_registry::Endpoint> {
+        self.core
+            .registry
+            .get(&name)
+            .map(|e| wit_registry::Endpoint {
+                name: e.name,
+                url: e.url,
+                host: e.host,
+                port: e.port,
+                version: e.version,
+            })
+    }
+}

@@ -1,0 +1,158 @@
+//! The one wasmtime `Engine`: pooling allocator, epoch interruption driven by
+//! a ticker thread, and compiled components cached on disk so a restart does
+//! not recompile.
+
+use crate::config::Limits;
+use sha2::{Digest, Sha256};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Epoch tick. Deadlines are counted in ticks, so this is the granularity of
+/// the request timeout; 10 ms keeps the ticker's cost negligible.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The shared engine and its compile cache.
+pub struct WasmEngine {
+    engine: Engine,
+    cache_dir: PathBuf,
+    _ticker: EpochTicker,
+}
+
+impl WasmEngine {
+    /// Builds the engine; compiled artifacts are cached under `cache_dir`.
+    pub fn new(limits: &Limits, cache_dir: &Path) -> anyhow::Result<WasmEngine> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.max_instances)
+            .total_core_instances(limits.max_instances * 4)
+            .total_memories(limits.max_instances * 2)
+            .total_tables(limits.max_instances * 4)
+            .total_stacks(limits.max_instances)
+            .max_memory_size(limits.memory as usize);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+        std::fs::create_dir_all(cache_dir)?;
+        Ok(WasmEngine {
+            _ticker: EpochTicker::start(engine.clone()),
+            engine,
+            cache_dir: cache_dir.to_path_buf(),
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Epoch ticks a request may run for.
+    pub fn deadline_ticks(timeout: Duration) -> u64 {
+        (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
+
+    /// Compiles `bytes` (a component whose digest is `digest`), or loads the
+    /// artifact an earlier run cached for this exact engine configuration.
+    pub fn compile(&self, bytes: &[u8], digest: &str) -> anyhow::Result<Component> {
+        let path = self.cache_path(digest);
+        if path.exists() {
+            // SAFETY: the file was written by `precompile_component` of an
+            // engine with the same compatibility hash (part of its name), in
+            // our own data directory; wasmtime still checks its header.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!(
+                    "ignoring unusable cached artifact {}: {e:#}",
+                    path.display()
+                ),
+            }
+        }
+        let artifact = self.engine.precompile_component(bytes)?;
+        // Write then rename, so a crash never leaves a torn artifact behind.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if let Err(e) = std::fs::write(&tmp, &artifact).and_then(|()| std::fs::rename(&tmp, &path))
+        {
+            tracing::warn!(
+                "could not cache compiled component at {}: {e}",
+                path.display()
+            );
+        }
+        // SAFETY: `artifact` was produced just now by this engine.
+        Ok(unsafe { Component::deserialize(&self.engine, &artifact)? })
+    }
+
+    fn cache_path(&self, digest: &str) -> PathBuf {
+        let mut h = DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let name = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.cache_dir
+            .join(format!("{name}-{:016x}.cwasm", h.finish()))
+    }
+}
+
+/// `sha256:<hex>` of a component's bytes: its version.
+pub fn digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`]; stopped and joined on drop.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("hms-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn epoch ticker");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_is_sha256_hex() {
+        assert_eq!(
+            digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn deadline_is_at_least_one_tick() {
+        assert_eq!(WasmEngine::deadline_ticks(Duration::from_millis(1)), 1);
+        assert_eq!(WasmEngine::deadline_ticks(Duration::from_secs(10)), 1000);
+    }
+}

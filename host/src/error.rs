@@ -1,0 +1,145 @@
+//! The one error shape of everything the host answers itself — Core API
+//! errors, unknown routes, component failures: an HTTP status and a JSON body
+//! `{"code": "<stable_code>", "message": "<text>"}`.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use serde::de::DeserializeOwned;
+use wasmtime_wasi_http::WasiBody;
+
+/// An error answered to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Timeout(String),
+    /// A component trapped or answered with an error instead of a response.
+    #[error("{0}")]
+    ComponentFailed(String),
+    /// A host fault: logged in full, answered generically.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::ComponentFailed(_) | ApiError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::ComponentFailed(_) => "component_failed",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn body(&self) -> Bytes {
+        if let ApiError::Internal(detail) = self {
+            tracing::error!("internal error: {detail}");
+        }
+        let body = serde_json::json!({ "code": self.code(), "message": self.to_string() });
+        Bytes::from(body.to_string())
+    }
+
+    /// The error as a response in wasi:http's body type, for paths that
+    /// answer on a component's behalf (unknown route, trap, timeout).
+    pub fn into_wasi_response(self) -> http::Response<WasiBody> {
+        let body = Full::new(self.body())
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        http::Response::builder()
+            .status(self.status())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .expect("static response parts are valid")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status(),
+            [(http::header::CONTENT_TYPE, "application/json")],
+            self.body(),
+        )
+            .into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+/// `Json` extractor whose rejections use our error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_are_json_with_a_stable_code() {
+        let resp = ApiError::NotFound("no route for /x".into()).into_wasi_response();
+        assert_eq!(resp.status(), 404);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"code": "not_found", "message": "no route for /x"})
+        );
+    }
+
+    #[test]
+    fn internal_errors_hide_details() {
+        let e = ApiError::Internal("db path /secret failed".into());
+        assert_eq!(e.status(), 500);
+        assert_eq!(e.to_string(), "internal error");
+    }
+}

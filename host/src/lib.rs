@@ -1,0 +1,90 @@
+//! hms-host: runs microservices as sandboxed WebAssembly components next to a
+//! native Core (auth, audit logging, registry) that they import through WIT.
+//!
+//! Table of contents:
+//! - Contract and Core: [`bindings`] (the WIT), [`core`] (WIT glue), [`auth`],
+//!   [`audit`], [`registry`].
+//! - Running components: [`engine`], [`component`] (loading), [`state`]
+//!   (per-request store), [`dispatch`] (outgoing HTTP policy), [`runtime`]
+//!   (deployed services and invocation), [`router`], [`trace`].
+//! - HTTP front: [`server`], [`api`] (Core API under `/_hms`), [`error`].
+//! - Operators: [`config`], [`client`], [`cli`].
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod bindings;
+pub mod cli;
+pub mod client;
+pub mod component;
+pub mod config;
+pub mod core;
+pub mod dispatch;
+pub mod engine;
+pub mod error;
+pub mod registry;
+pub mod router;
+pub mod runtime;
+pub mod server;
+pub mod state;
+pub mod trace;
+
+use crate::audit::AuditLog;
+use crate::auth::{Auth, AuthConfig};
+use crate::config::Config;
+use crate::core::Core;
+use crate::engine::WasmEngine;
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+use crate::server::App;
+use anyhow::Context;
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+
+/// Issuer of the tokens this host signs.
+pub const ISSUER: &str = "hms-host";
+
+/// Serves `config.components` on `listener` until `shutdown` resolves, then
+/// drains requests in flight and makes every audit event durable.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let data_dir = &config.data_dir;
+    let auth_config = AuthConfig {
+        token_ttl: config.token_ttl,
+        issuer: ISSUER.to_string(),
+    };
+    // Auth creates the data directory (owner-only) when it is missing.
+    let auth = Auth::open(data_dir, auth_config)
+        .with_context(|| format!("opening Core auth in {}", data_dir.display()))?;
+    let audit = AuditLog::open(&data_dir.join("audit.db")).context("opening the audit log")?;
+    let registry = Registry::new(listener.local_addr()?);
+    let engine =
+        WasmEngine::new(&config.limits, &data_dir.join("cache")).context("starting wasmtime")?;
+    let core = Core {
+        auth: Arc::new(auth),
+        audit: audit.clone(),
+        registry: Arc::new(registry),
+    };
+    let runtime = Runtime::new(engine, core, config.limits.clone())?;
+    let app = App::new(runtime.clone());
+
+    // Serve at once (health answers "loading") while components compile.
+    let server = axum::serve(listener, server::router(app.clone()))
+        .with_graceful_shutdown(shutdown)
+        .into_future();
+    let server = tokio::spawn(server);
+    for path in &config.components {
+        if let Err(e) = runtime.deploy_file(path).await {
+            server.abort();
+            return Err(e.into());
+        }
+    }
+    app.set_ready();
+    tracing::info!("serving {}", runtime.service_names().join(", "));
+    server.await??;
+    audit.flush().await.context("flushing the audit log")?;
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! Core's service registry: service name → where it is served.
+//!
+//! Deployed components are registered by the host as they load; external
+//! (non-wasm) services register themselves with a TTL and re-register as a
+//! heartbeat. Reads are lock-free (`ArcSwap` snapshot) because report-style
+//! services discover on every request; writes copy the map, which is fine for
+//! a registry that changes on deploys and heartbeats, not per request.
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Longest service name accepted; names appear in URLs, logs and tokens.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks the naming rule shared by services, keys and tokens: 1-64 characters
+/// of `a-z`, `0-9` and `-`, not starting or ending with `-`.
+pub fn validate_service_name(name: &str) -> Result<(), RegistryError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::InvalidName(format!(
+            "{name:?}: service names are 1-{MAX_NAME_LEN} characters of a-z, 0-9 and '-'"
+        )))
+    }
+}
+
+/// Why a registration was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("invalid service name {0}")]
+    InvalidName(String),
+    #[error("service {0:?} is served by a deployed component and cannot be registered externally")]
+    NameTaken(String),
+    #[error("invalid address: {0}")]
+    InvalidAddress(String),
+    #[error("no service named {0:?} is registered")]
+    NotFound(String),
+}
+
+/// How a service is provided.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A WebAssembly component served by this host.
+    Component,
+    /// A service elsewhere that registered itself.
+    External,
+}
+
+/// One registered service.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub name: String,
+    pub kind: Kind,
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    /// Content digest of a component, or what an external service reported.
+    pub version: String,
+    /// Routes a component serves (empty for external services).
+    pub routes: Vec<String>,
+    /// Unix seconds of the latest registration.
+    pub registered_at: u64,
+    /// Unix seconds after which an external registration lapses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// The registry. Cheap to share behind an `Arc`.
+pub struct Registry {
+    /// Where this host serves; the endpoint of every deployed component.
+    local: SocketAddr,
+    entries: ArcSwap<BTreeMap<String, Entry>>,
+    writer: Mutex<()>,
+}
+
+impl Registry {
+    /// A registry for a host listening on `local`. An unspecified address
+    /// (`0.0.0.0`) is advertised as loopback, where this host surely answers.
+    pub fn new(local: SocketAddr) -> Registry {
+        let mut local = local;
+        if local.ip().is_unspecified() {
+            local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Registry {
+            local,
+            entries: ArcSwap::from_pointee(BTreeMap::new()),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The address components are advertised at.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Registers (or re-registers, on a new version) a deployed component.
+    pub fn register_component(&self, name: &str, version: &str, routes: Vec<String>) {
+        let entry = Entry {
+            name: name.to_string(),
+            kind: Kind::Component,
+            url: format!("http://{}", self.local),
+            host: self.local.ip().to_string(),
+            port: self.local.port(),
+            version: version.to_string(),
+            routes,
+            registered_at: now(),
+            expires_at: None,
+        };
+        self.update(|map| {
+            map.insert(name.to_string(), entry);
+        });
+    }
+
+    /// Registers an external service for `ttl` (`None`: until removed).
+    pub fn register_external(
+        &self,
+        name: &str,
+        host: &str,
+        port: u16,
+        version: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Entry, RegistryError> {
+        validate_service_name(name)?;
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+        if !host_ok || port == 0 {
+            return Err(RegistryError::InvalidAddress(format!(
+                "{host:?} port {port}"
+            )));
+        }
+        if self.get(name).is_some_and(|e| e.kind == Kind::Component) {
+            return Err(RegistryError::NameTaken(name.to_string()));
+        }
+        let registered_at = now();
+        let bracketed = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let entry = Entry {
+            name: name.to_string(),
+            kind: Kind::External,
+            url: format!("http://{bracketed}:{port}"),
+            host: host.to_string(),
+            port,
+            version: version.to_string(),
+            routes: Vec::new(),
+            registered_at,
+            expires_at: ttl.map(|t| registered_at + t.as_secs().max(1)),
+        };
+        let stored = entry.clone();
+        self.update(move |map| {
+            map.insert(stored.name.clone(), stored);
+        });
+        Ok(entry)
+    }
+
+    /// Removes a service.
+    pub fn unregister(&self, name: &str) -> Result<(), RegistryError> {
+        if self.get(name).is_none() {
+            return Err(RegistryError::NotFound(name.to_string()));
+        }
+        self.update(|map| {
+            map.remove(name);
+        });
+        Ok(())
+    }
+
+    /// Where `name` is served, unless unknown or lapsed.
+    pub fn get(&self, name: &str) -> Option<Entry> {
+        let now = now();
+        self.entries
+            .load()
+            .get(name)
+            .filter(|e| e.expires_at.is_none_or(|t| t > now))
+            .cloned()
+    }
+
+    /// Every live registration, by name.
+    pub fn list(&self) -> Vec<Entry> {
+        let now = now();
+        self.entries
+            .load()
+            .values()
+            .filter(|e| e.expires_at.is_none_or(|t| t > now))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether an outgoing request to `host:port` targets a live external
+    /// registration (the only non-local destinations components may reach).
+    pub fn is_external_endpoint(&self, host: &str, port: u16) -> bool {
+        let now = now();
+        self.entries.load().values().any(|e| {
+            e.kind == Kind::External
+                && e.port == port
+                && e.host
+                    .eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']'))
+                && e.expires_at.is_none_or(|t| t > now)
+        })
+    }
+
+    fn update(&self, f: impl FnOnce(&mut BTreeMap<String, Entry>)) {
+        // Writers serialise on a mutex and publish a new snapshot; readers
+        // never wait for them.
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = BTreeMap::clone(&self.entries.load());
+        f(&mut map);
+        self.entries.store(Arc::new(map));
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        Registry::new("0.0.0.0:8080".parse().unwrap())
+    }
+
+    #[test]
+    fn names_follow_the_rule() {
+        for ok in ["identity-service", "a", "r2d2", &"x".repeat(64)] {
+            assert!(validate_service_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Identity",
+            "a_b",
+            "-a",
+            "a-",
+            "a b",
+            "a/b",
+            &"x".repeat(65),
+        ] {
+            assert!(validate_service_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn components_are_served_locally() {
+        let r = registry();
+        assert_eq!(r.local_addr().to_string(), "127.0.0.1:8080");
+        r.register_component(
+            "identity-service",
+            "sha256:abc",
+            vec!["/identity/...".into()],
+        );
+        let e = r.get("identity-service").unwrap();
+        assert_eq!(
+            (e.url.as_str(), e.host.as_str(), e.port),
+            ("http://127.0.0.1:8080", "127.0.0.1", 8080)
+        );
+        assert_eq!(e.kind, Kind::Component);
+        assert_eq!(e.routes, vec!["/identity/...".to_string()]);
+        assert!(r.get("nobody").is_none());
+    }
+
+    #[test]
+    fn external_services_register_and_cannot_shadow_components() {
+        let r = registry();
+        r.register_component("identity-service", "v", vec![]);
+        assert_eq!(
+            r.register_external("identity-service", "evil.example", 80, "1", None)
+                .unwrap_err(),
+            RegistryError::NameTaken("identity-service".into())
+        );
+        let e = r
+            .register_external("legacy-db", "10.1.2.3", 5432, "9.6", None)
+            .unwrap();
+        assert_eq!(e.url, "http://10.1.2.3:5432");
+        assert!(r.is_external_endpoint("10.1.2.3", 5432));
+        assert!(!r.is_external_endpoint("10.1.2.3", 5433));
+        let v6 = r.register_external("v6", "::1", 81, "1", None).unwrap();
+        assert_eq!(v6.url, "http://[::1]:81");
+        assert!(r.is_external_endpoint("[::1]", 81));
+        assert!(r.register_external("bad", "", 80, "1", None).is_err());
+        assert!(r.register_external("bad", "host/x", 80, "1", None).is_err());
+        assert!(r.register_external("bad", "h", 0, "1", None).is_err());
+        assert!(matches!(
+            r.register_external("Bad", "h", 1, "1", None),
+            Err(RegistryError::InvalidName(_))
+        ));
+        assert_eq!(r.list().len(), 3);
+        r.unregister("legacy-db").unwrap();
+        assert!(r.get("legacy-db").is_none());
+        assert_eq!(
+            r.unregister("legacy-db").unwrap_err(),
+            RegistryError::NotFound("legacy-db".into())
+        );
+    }
+
+    #[test]
+    fn registrations_lapse_after_their_ttl() {
+        let r = registry();
+        let e = r
+            .register_external("svc", "h", 1, "1", Some(Duration::from_secs(30)))
+            .unwrap();
+        assert_eq!(e.expires_at, Some(e.registered_at + 30));
+        assert!(r.get("svc").is_some());
+        // Backdate the registration instead of sleeping.
+        r.update(|m| m.get_mut("svc").unwrap().expires_at = Some(now() - 1));
+        assert!(r.get("svc").is_none());
+        assert!(r.list().is_empty());
+        assert!(!r.is_external_endpoint("h", 1));
+    }
+}

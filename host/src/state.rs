@@ -1,0 +1,97 @@
+//! The per-request store state: the `T` of `Store<T>`. One fresh instance of
+//! this per request, holding the sandbox's grants (none beyond HTTP and Core),
+//! its limits, and the caller identity stamped by the host.
+
+use crate::core::{Caller, Core, CoreCtx, HasCore};
+use crate::dispatch::{Dispatch, Outgoing};
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Bytes of stdout (and of stderr) kept per request for the audit log; more
+/// fails the guest's write rather than growing without bound.
+pub const CAPTURE_LIMIT: usize = 64 * 1024;
+
+/// Store data of one component invocation.
+pub struct RequestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    outgoing: Outgoing,
+    core: CoreCtx,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl RequestState {
+    /// Fresh state for `caller`: no environment, arguments, directories or
+    /// sockets; stdout and stderr captured; memory capped at `memory` bytes.
+    pub fn new(
+        core: Core,
+        caller: Caller,
+        dispatch: Arc<dyn Dispatch>,
+        memory: u64,
+    ) -> RequestState {
+        let stdout = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        let stderr = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        RequestState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory as usize)
+                .build(),
+            outgoing: Outgoing {
+                dispatch,
+                core: core.clone(),
+                caller: caller.clone(),
+            },
+            core: CoreCtx { core, caller },
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Whom this invocation runs as.
+    pub fn caller(&self) -> &Caller {
+        &self.core.caller
+    }
+
+    /// What the guest wrote to stdout and stderr.
+    pub fn captured_output(&self) -> (bytes::Bytes, bytes::Bytes) {
+        (self.stdout.contents(), self.stderr.contents())
+    }
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outgoing,
+        }
+    }
+}
+
+impl HasCore for RequestState {
+    fn core_ctx(&mut self) -> &mut CoreCtx {
+        &mut self.core
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# README command 2: build everything and run every test (unit and end-to-end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build-components.sh
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+(unset CARGO_TARGET_DIR; cargo fmt --manifest-path components/Cargo.toml --all -- --check)
+(unset CARGO_TARGET_DIR; cargo clippy --locked --manifest-path components/Cargo.toml --target wasm32-wasip2 -- -D warnings)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --workspace 2>&1 | tee "$log"
+# One closing line over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"

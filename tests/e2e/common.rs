@@ -1,0 +1,183 @@
+//! Shared by the end-to-end tests: builds the guest components once per test
+//! run, starts the real `hms-host` binary on an ephemeral port, talks HTTP.
+
+use hms_host::client::{Client, JsonResponse};
+use http::Method;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Path of a built guest component by crate name (e.g. `identity`).
+pub fn component(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        // The inner build has its own target dir, so it never waits on the
+        // outer cargo's lock; cargo itself makes it a no-op when up to date.
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(root().join("components/Cargo.toml"))
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .status()
+            .expect("run cargo to build the guest components");
+        assert!(status.success(), "building the guest components failed");
+        root().join("components/target/wasm32-wasip2/release")
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// A fresh, empty directory under the target dir (kept for post-mortems).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running `hms-host run`, killed on drop.
+pub struct Host {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+impl Host {
+    /// Starts the host with `components` and a new data directory; waits
+    /// until health says every component is deployed.
+    pub fn start(components: &[PathBuf]) -> Host {
+        Host::start_with(components, &temp_dir("data"), &[])
+    }
+
+    /// Starts the host on `data_dir` with extra `run` flags.
+    pub fn start_with(components: &[PathBuf], data_dir: &Path, flags: &[&str]) -> Host {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hms-host"))
+            .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(flags)
+            .args(components)
+            .env_remove("HMS_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start hms-host");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("first line should name the address, got {first:?}"));
+        let host = Host {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+        };
+        host.wait_healthy();
+        host
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(r) = block_on(self.client().send(Method::GET, "/_hms/health", None, &[]))
+                && r.status == 200
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "host did not become healthy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// An anonymous client.
+    pub fn client(&self) -> Client {
+        Client::new(&self.url())
+    }
+
+    /// A client presenting the admin credential from the data directory.
+    pub fn admin(&self) -> Client {
+        let token = std::fs::read_to_string(self.data_dir.join("admin.token")).unwrap();
+        self.client().with_bearer(token.trim())
+    }
+
+    /// Runs an `hms-host` client command against this host.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_hms-host"))
+            .args(args)
+            .args(["--url", &self.url(), "--data-dir"])
+            .arg(&self.data_dir)
+            .env_remove("HMS_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    }
+
+    /// POSTs JSON and returns the response.
+    pub fn post(&self, path: &str, body: &Value) -> JsonResponse {
+        block_on(self.client().send(Method::POST, path, Some(body), &[])).unwrap()
+    }
+
+    /// Audit events matching `query` (e.g. `trace=...`), via the Core API.
+    pub fn events(&self, query: &str) -> Vec<Value> {
+        let v = block_on(
+            self.admin()
+                .call(Method::GET, &format!("/_hms/events?{query}"), None),
+        )
+        .unwrap();
+        v["events"].as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a future to completion on a private runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The two example services.
+pub fn seed_components() -> Vec<PathBuf> {
+    vec![component("identity"), component("report")]
+}

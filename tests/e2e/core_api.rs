@@ -1,0 +1,287 @@
+//! Core auth and the Core HTTP API: keys, tokens, admin rights, JSON errors.
+
+use crate::common::*;
+use http::Method;
+use serde_json::{Value, json};
+
+fn token_for(host: &Host, api_key: &str) -> hms_host::client::JsonResponse {
+    block_on(host.client().send(
+        Method::POST,
+        "/_hms/auth/token",
+        Some(&json!({"api_key": api_key})),
+        &[],
+    ))
+    .unwrap()
+}
+
+fn verify_with(host: &Host, authorization: Option<&str>) -> hms_host::client::JsonResponse {
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|a| ("authorization", a))
+        .into_iter()
+        .collect();
+    block_on(host.client().send(
+        Method::POST,
+        "/identity/verify",
+        Some(&json!({"id": "C12345"})),
+        &headers,
+    ))
+    .unwrap()
+}
+
+fn new_key(host: &Host, service: &str) -> String {
+    let out = host.cli(&["keys", "create", service]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Replaces one character of the `part`-th dot-separated segment of a JWT.
+fn tamper(token: &str, part: usize) -> String {
+    let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+    let seg = &mut parts[part];
+    let mid = seg.len() / 2;
+    let c = if &seg[mid..mid + 1] == "A" { "B" } else { "A" };
+    seg.replace_range(mid..mid + 1, c);
+    parts.join(".")
+}
+
+#[test]
+fn identity_rejects_missing_malformed_forged_and_foreign_tokens_with_401() {
+    let host = Host::start(&seed_components());
+    let other = Host::start(&[component("identity")]);
+    let good = token_for(&host, &new_key(&host, "citizen-portal")).body["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let foreign = token_for(&other, &new_key(&other, "citizen-portal")).body["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        verify_with(&host, Some(&format!("Bearer {good}"))).status,
+        200
+    );
+
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("not bearer", Some(format!("Basic {good}"))),
+        ("malformed", Some("Bearer not-a-jwt".into())),
+        (
+            "bad signature",
+            Some(format!("Bearer {}", tamper(&good, 2))),
+        ),
+        (
+            "tampered payload",
+            Some(format!("Bearer {}", tamper(&good, 1))),
+        ),
+        ("another host's key", Some(format!("Bearer {foreign}"))),
+    ];
+    for (what, header) in cases {
+        let r = verify_with(&host, header.as_deref());
+        assert_eq!(r.status, 401, "{what}: {:?}", r.body);
+        assert_eq!(r.body["code"], "unauthorized", "{what}");
+    }
+}
+
+#[test]
+fn an_expired_token_gets_401() {
+    let host = Host::start_with(
+        &[component("identity")],
+        &temp_dir("short-ttl"),
+        &["--token-ttl-secs", "1"],
+    );
+    let token = token_for(&host, &new_key(&host, "portal")).body["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        verify_with(&host, Some(&format!("Bearer {token}"))).status,
+        200
+    );
+    std::thread::sleep(std::time::Duration::from_millis(EXPIRY_WAIT_MS));
+    let r = verify_with(&host, Some(&format!("Bearer {token}")));
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap().contains("expired"),
+        "{:?}",
+        r.body
+    );
+}
+
+/// Token lifetime (1 s; expiry has no leeway) plus a margin for whole-second
+/// timestamps.
+const EXPIRY_WAIT_MS: u64 = 2200;
+
+#[test]
+fn keys_created_with_the_cli_get_tokens_until_revoked() {
+    let host = Host::start(&[component("identity")]);
+    let key = new_key(&host, "tax-office");
+    let r = token_for(&host, &key);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let token = r.body["token"].as_str().unwrap().to_string();
+    assert_eq!(r.body["token_type"], "Bearer");
+
+    // Anyone can check the token offline against the published key.
+    let jwks = block_on(host.client().call(Method::GET, "/_hms/auth/jwks", None)).unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
+
+    let out = host.cli(&["keys", "list"]);
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let id = listing.split_whitespace().next().unwrap().to_string();
+    assert!(
+        listing.contains("tax-office") && listing.contains("active"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains(key.rsplit('_').next().unwrap()),
+        "a listing must not show secrets"
+    );
+
+    let out = host.cli(&["keys", "revoke", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = token_for(&host, &key);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["code"], "unauthorized");
+    // Tokens issued from the revoked key stop verifying too.
+    assert_eq!(
+        verify_with(&host, Some(&format!("Bearer {token}"))).status,
+        401
+    );
+    assert!(
+        String::from_utf8(host.cli(&["keys", "list"]).stdout)
+            .unwrap()
+            .contains("revoked")
+    );
+
+    let wrong = token_for(&host, "hms_nonsense");
+    assert_eq!(wrong.status, 401);
+}
+
+#[test]
+fn the_core_api_answers_json_errors() {
+    let host = Host::start(&[component("identity")]);
+    // Malformed JSON.
+    let raw = block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let req = http::Request::post(format!("{}/_hms/auth/token", host.url()))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"{\"api_key\": ",
+            )))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        let status = resp.status();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice::<Value>(&body).unwrap())
+    });
+    assert_eq!(raw.0, 400);
+    assert_eq!(raw.1["code"], "bad_request");
+
+    // Admin endpoints need the admin credential.
+    let r = block_on(host.client().send(Method::GET, "/_hms/keys", None, &[])).unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["code"], "unauthorized");
+    let r = block_on(host.client().with_bearer("hmsadmin_wrong").send(
+        Method::GET,
+        "/_hms/events",
+        None,
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(r.status, 401);
+
+    // Unknown Core endpoints and bad parameters.
+    let r = block_on(host.client().send(Method::GET, "/_hms/nope", None, &[])).unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.body["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let r = block_on(
+        host.admin()
+            .send(Method::GET, "/_hms/events?after=minus-one", None, &[]),
+    )
+    .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.body["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let r = block_on(host.admin().send(
+        Method::POST,
+        "/_hms/keys",
+        Some(&json!({"service": "Not Valid"})),
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.body["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+
+    // External services register through the API and are discoverable.
+    let entry =
+        json!({"name": "legacy-records", "host": "127.0.0.1", "port": 9, "ttl_seconds": 60});
+    let r = block_on(
+        host.admin()
+            .send(Method::POST, "/_hms/services", Some(&entry), &[]),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = block_on(host.admin().send(
+        Method::POST,
+        "/_hms/services",
+        Some(&json!({"name": "identity-service", "host": "x", "port": 1})),
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.body["code"].as_str()),
+        (409, Some("conflict"))
+    );
+    let v = block_on(host.client().call(Method::GET, "/_hms/services", None)).unwrap();
+    assert!(
+        v["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "legacy-records" && s["kind"] == "external")
+    );
+}
+
+#[test]
+fn logs_cli_reads_the_audit_log_by_service_and_trace() {
+    let host = Host::start(&seed_components());
+    let r = host.post("/reports/identity-check", &json!({"id": "C42"}));
+    assert_eq!(r.status, 200);
+    let trace = r.headers["x-trace-id"].to_str().unwrap().to_string();
+    let out = host.cli(&["logs", "--service", "identity-service"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("Verified ID C42") && !text.contains("Generated report"),
+        "{text}"
+    );
+    let out = host.cli(&["logs", "--trace", &trace, "--json"]);
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|e| e["trace_id"] == trace.as_str()));
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `hms-host` binary, real components, real HTTP.
+
+mod common;
+mod core_api;
+mod durability;
+mod loading;
+mod seed_flow;
