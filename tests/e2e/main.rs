@@ -3,5 +3,6 @@
 mod common;
 mod core_api;
 mod durability;
+mod lifecycle;
 mod loading;
 mod seed_flow;
