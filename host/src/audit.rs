@@ -26,7 +26,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
@@ -298,7 +298,7 @@ impl AuditLog {
     /// unbounded, so a stalled disk shows up as memory growth, not latency.
     pub fn append(&self, event: NewEvent) {
         let msg = Msg::Event {
-            time_ms: unix_ms(),
+            time_ms: crate::clock::unix_millis(),
             event,
         };
         let sent = self
@@ -389,7 +389,7 @@ impl AuditLog {
                     event.trace_id.as_str(),
                 ];
                 let hash = chain_hash(&prev, event.seq, event.time_ms, event.level, text);
-                if hex(&hash) != event.hash {
+                if hex::encode(hash) != event.hash {
                     return Ok(Some(event.seq));
                 }
                 prev = hash;
@@ -495,7 +495,7 @@ impl Writer {
                     new.level,
                     new.message,
                     new.trace_id,
-                    hex(&prev),
+                    hex::encode(prev),
                 ])?;
             }
         }
@@ -557,30 +557,7 @@ fn prepare_private_file(path: &Path) -> io::Result<()> {
 }
 
 fn parse_hash(text: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    hex::decode(text).ok()?.try_into().ok()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -593,30 +570,12 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    /// A directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
+    use crate::testdir::TempDir;
 
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos();
-            let name = format!("hms-audit-{tag}-{}-{nanos}", std::process::id());
-            let dir = std::env::temp_dir().join(name);
-            fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn db(&self) -> PathBuf {
-            self.0.join("audit.db")
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
+    /// The log's database path inside `dir`, creating the directory.
+    fn db(dir: &TempDir) -> PathBuf {
+        fs::create_dir_all(dir.path()).unwrap();
+        dir.path().join("audit.db")
     }
 
     fn event(service: &str, level: Level, message: &str, trace_id: &str) -> NewEvent {
@@ -635,8 +594,8 @@ mod tests {
     #[tokio::test]
     async fn append_flush_query() -> anyhow::Result<()> {
         let dir = TempDir::new("basic");
-        let log = AuditLog::open(&dir.db())?;
-        let before = unix_ms();
+        let log = AuditLog::open(&db(&dir))?;
+        let before = crate::clock::unix_millis();
         log.append(event("orders", Level::Info, "created", "t1"));
         log.append(event("billing", Level::Warn, "slow", "t1"));
         log.append(event("orders", Level::Error, "failed", "t2"));
@@ -649,7 +608,7 @@ mod tests {
         let e = &all[1];
         assert_eq!((e.service.as_str(), e.level), ("billing", Level::Warn));
         assert_eq!((e.message.as_str(), e.trace_id.as_str()), ("slow", "t1"));
-        assert!(e.time_ms >= before && e.time_ms <= unix_ms());
+        assert!(e.time_ms >= before && e.time_ms <= crate::clock::unix_millis());
         assert_eq!(e.hash.len(), 64);
         assert_eq!(log.verify_chain()?, None);
         Ok(())
@@ -658,7 +617,7 @@ mod tests {
     #[tokio::test]
     async fn query_filters() -> anyhow::Result<()> {
         let dir = TempDir::new("filters");
-        let log = AuditLog::open(&dir.db())?;
+        let log = AuditLog::open(&db(&dir))?;
         let levels = [Level::Debug, Level::Info, Level::Warn, Level::Error];
         for i in 0..20 {
             let service = if i % 2 == 0 { "orders" } else { "billing" };
@@ -748,14 +707,14 @@ mod tests {
     #[tokio::test]
     async fn reopen_continues_sequence_and_chain() -> anyhow::Result<()> {
         let dir = TempDir::new("reopen");
-        let log = AuditLog::open(&dir.db())?;
+        let log = AuditLog::open(&db(&dir))?;
         for i in 0..3 {
             log.append(event("orders", Level::Info, &format!("first {i}"), ""));
         }
         log.flush().await?;
         log.close();
 
-        let log = AuditLog::open(&dir.db())?;
+        let log = AuditLog::open(&db(&dir))?;
         assert_eq!(log.last_seq(), 3);
         log.append(event("orders", Level::Info, "second", ""));
         log.append(event("orders", Level::Info, "third", ""));
@@ -768,14 +727,14 @@ mod tests {
     #[test]
     fn close_commits_unflushed_events() -> anyhow::Result<()> {
         let dir = TempDir::new("close");
-        let log = AuditLog::open(&dir.db())?;
+        let log = AuditLog::open(&db(&dir))?;
         let clone = log.clone();
         for i in 0..50 {
             clone.append(event("orders", Level::Info, &format!("m{i}"), ""));
         }
         drop(clone);
         log.close();
-        let log = AuditLog::open(&dir.db())?;
+        let log = AuditLog::open(&db(&dir))?;
         assert_eq!(log.last_seq(), 50);
         assert_eq!(log.verify_chain()?, None);
         Ok(())
@@ -784,14 +743,14 @@ mod tests {
     #[tokio::test]
     async fn verify_chain_detects_tampering() -> anyhow::Result<()> {
         let dir = TempDir::new("tamper");
-        let log = AuditLog::open(&dir.db())?;
+        let log = AuditLog::open(&db(&dir))?;
         for i in 0..6 {
             log.append(event("orders", Level::Info, &format!("m{i}"), ""));
         }
         log.flush().await?;
         assert_eq!(log.verify_chain()?, None);
 
-        let raw = Connection::open(dir.db())?;
+        let raw = Connection::open(db(&dir))?;
         raw.execute("UPDATE events SET message = 'edited' WHERE seq = 3", [])?;
         assert_eq!(log.verify_chain()?, Some(3));
         raw.execute("UPDATE events SET message = 'm2' WHERE seq = 3", [])?;
@@ -813,7 +772,7 @@ mod tests {
         const TASKS: usize = 8;
         const PER_TASK: usize = 500;
         let dir = TempDir::new("concurrent");
-        let log = AuditLog::open(&dir.db())?;
+        let log = AuditLog::open(&db(&dir))?;
         let mut tail = log.subscribe();
         let mut handles = Vec::new();
         for t in 0..TASKS {
@@ -879,7 +838,7 @@ mod tests {
     #[tokio::test]
     async fn flush_with_nothing_appended() -> anyhow::Result<()> {
         let dir = TempDir::new("empty");
-        let log = AuditLog::open(&dir.db())?;
+        let log = AuditLog::open(&db(&dir))?;
         log.flush().await?;
         log.flush().await?;
         assert_eq!(log.last_seq(), 0);

@@ -21,7 +21,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -270,7 +270,7 @@ impl Auth {
             let kid = thumbprint(&key.verifying_key().to_bytes());
             tx.execute(
                 "INSERT INTO signing_keys (kid, private_key, created_at) VALUES (?1, ?2, ?3)",
-                params![kid, der.as_bytes(), unix_now() as i64],
+                params![kid, der.as_bytes(), crate::clock::unix_secs() as i64],
             )?;
             tracing::info!(%kid, "generated a new token signing key");
             signing.push((kid, der.as_bytes().to_vec(), false));
@@ -325,7 +325,7 @@ impl Auth {
         let auth = Auth {
             config,
             validation,
-            clock: unix_now,
+            clock: crate::clock::unix_secs,
             conn: Mutex::new(conn),
             pepper_mac: HmacSha256::new_from_slice(&pepper).expect("any key length"),
             keys: RwLock::new(keys),
@@ -345,7 +345,7 @@ impl Auth {
             &auth.signing_key,
             "probe",
             WORKLOAD_KEY_ID,
-            unix_now(),
+            crate::clock::unix_secs(),
         )
         .map_err(|e| corrupt(&format!("signing key unusable: {e}")))?;
         Ok(auth)
@@ -358,7 +358,7 @@ impl Auth {
         // The connection lock also serialises creators, so the id check holds.
         let conn = lock(&self.conn);
         let id = loop {
-            let id = hex(&random_bytes(KEY_ID_BYTES));
+            let id = hex::encode(random_bytes(KEY_ID_BYTES));
             if !read(&self.keys).contains_key(&id) {
                 break id;
             }
@@ -367,7 +367,7 @@ impl Auth {
         let secret_hash = mac_bytes(&self.pepper_mac, &secret);
         conn.execute(
             "INSERT INTO api_keys (id, service, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![id, service, secret_hash, unix_now() as i64],
+            params![id, service, secret_hash, crate::clock::unix_secs() as i64],
         )?;
         let entry = KeyEntry {
             service: service.to_owned(),
@@ -407,7 +407,7 @@ impl Auth {
         let conn = lock(&self.conn);
         let changed = conn.execute(
             "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
-            params![unix_now() as i64, id],
+            params![crate::clock::unix_secs() as i64, id],
         )?;
         match write(&self.keys).get_mut(id) {
             Some(entry) => entry.revoked = true,
@@ -643,7 +643,7 @@ fn load_or_create_admin_token(data_dir: &Path) -> io::Result<String> {
     // Write a private temporary file and hard-link it into place: the link
     // fails if another process got there first, and no reader ever sees a
     // half-written token.
-    let tmp = data_dir.join(format!(".admin.token.{}", hex(&random_bytes(6))));
+    let tmp = data_dir.join(format!(".admin.token.{}", hex::encode(random_bytes(6))));
     let written = write_private_file(&tmp, format!("{token}\n").as_bytes())
         .and_then(|()| fs::hard_link(&tmp, &path));
     let _ = fs::remove_file(&tmp);
@@ -715,16 +715,6 @@ fn random_bytes(n: usize) -> Vec<u8> {
     buf
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 // Poisoning is ignored: no critical section here can leave its data
 // half-updated, so the data stays valid after a panic elsewhere.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -743,28 +733,10 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 mod tests {
     use super::*;
 
-    /// A directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            let name = format!(
-                "hms-auth-{tag}-{}-{}",
-                std::process::id(),
-                hex(&random_bytes(6))
-            );
-            TempDir(std::env::temp_dir().join(name))
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testdir::TempDir;
 
     fn open(dir: &TempDir) -> Auth {
-        Auth::open(&dir.0, AuthConfig::default()).expect("open auth")
+        Auth::open(dir.path(), AuthConfig::default()).expect("open auth")
     }
 
     /// The message of an `InvalidToken` error, panicking on anything else.
@@ -888,15 +860,15 @@ mod tests {
         auth.verify(&cached)?;
         let fresh = auth.authenticate(&key.secret)?.token;
 
-        auth.clock = || unix_now() + 15 * 60;
+        auth.clock = || crate::clock::unix_secs() + 15 * 60;
         assert!(matches!(auth.verify(&cached), Err(AuthError::Expired)));
         assert!(matches!(auth.verify(&fresh), Err(AuthError::Expired)));
 
-        auth.clock = || unix_now() - 60;
+        auth.clock = || crate::clock::unix_secs() - 60;
         let premature = auth.authenticate(&key.secret)?.token;
-        auth.clock = || unix_now() - 120;
+        auth.clock = || crate::clock::unix_secs() - 120;
         assert_eq!(rejection(auth.verify(&premature)), "not yet valid");
-        auth.clock = || unix_now() - 62; // within the nbf leeway
+        auth.clock = || crate::clock::unix_secs() - 62; // within the nbf leeway
         assert!(auth.verify(&premature).is_ok());
         Ok(())
     }
@@ -917,7 +889,7 @@ mod tests {
             &other.signing_key,
             "orders",
             "workload",
-            unix_now(),
+            crate::clock::unix_secs(),
         )?;
         assert_eq!(rejection(auth.verify(&forged.token)), "bad signature");
 
@@ -961,7 +933,7 @@ mod tests {
             issuer: "someone-else".into(),
             ..AuthConfig::default()
         };
-        let auth = Auth::open(&dir.0, config)?;
+        let auth = Auth::open(dir.path(), config)?;
         assert_eq!(rejection(auth.verify(&token)), "wrong issuer");
         Ok(())
     }
@@ -981,7 +953,7 @@ mod tests {
         assert_eq!(auth.verify(&token)?.key_id, key.id);
         assert_eq!(auth.authenticate(&key.secret).map(|_| ())?, ());
         assert_eq!(
-            fs::read_to_string(Auth::admin_token_path(&dir.0))?.trim(),
+            fs::read_to_string(Auth::admin_token_path(dir.path()))?.trim(),
             admin
         );
 
@@ -989,9 +961,9 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode(&dir.0), 0o700);
-            assert_eq!(mode(&dir.0.join("keys.db")), 0o600);
-            assert_eq!(mode(&Auth::admin_token_path(&dir.0)), 0o600);
+            assert_eq!(mode(dir.path()), 0o700);
+            assert_eq!(mode(&dir.path().join("keys.db")), 0o600);
+            assert_eq!(mode(&Auth::admin_token_path(dir.path())), 0o600);
         }
         Ok(())
     }
@@ -1010,7 +982,7 @@ mod tests {
         assert_ne!(auth.workload_token("billing").token, first.token);
 
         // With a third of its life left, a new token is issued.
-        auth.clock = || unix_now() + 10 * 60 + 1;
+        auth.clock = || crate::clock::unix_secs() + 10 * 60 + 1;
         let renewed = auth.workload_token("orders");
         assert_ne!(renewed.token, first.token);
         assert!(renewed.expires_at > first.expires_at);

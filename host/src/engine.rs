@@ -98,9 +98,7 @@ impl WasmEngine {
 
 /// `sha256:<hex>` of a component's bytes: its version.
 pub fn digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`]; stopped and joined on drop.

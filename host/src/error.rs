@@ -2,8 +2,6 @@
 //! errors, unknown routes, component failures: an HTTP status and a JSON body
 //! `{"code": "<stable_code>", "message": "<text>"}`.
 
-use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -102,21 +100,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> ApiError {
-        ApiError::BadRequest(r.body_text())
-    }
-}
-
-/// `Json` extractor whose rejections use our error shape.
+/// JSON body extractor whose rejections use our error shape. The body is
+/// parsed as JSON whatever the `Content-Type` says, so `curl -d '{...}'`
+/// (which sends a form content type) works.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
-        Ok(ApiJson(value))
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        serde_json::from_slice(&body)
+            .map(ApiJson)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
     }
 }
 

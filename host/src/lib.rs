@@ -16,6 +16,7 @@ pub mod auth;
 pub mod bindings;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod component;
 pub mod config;
 pub mod core;
@@ -28,6 +29,9 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod trace;
+
+#[cfg(test)]
+mod testdir;
 
 use crate::audit::AuditLog;
 use crate::auth::{Auth, AuthConfig};

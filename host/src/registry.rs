@@ -6,12 +6,13 @@
 //! services discover on every request; writes copy the map, which is fine for
 //! a registry that changes on deploys and heartbeats, not per request.
 
+use crate::clock::unix_secs;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Longest service name accepted; names appear in URLs, logs and tokens.
 pub const MAX_NAME_LEN: usize = 64;
@@ -116,7 +117,7 @@ impl Registry {
             port: self.local.port(),
             version: version.to_string(),
             routes,
-            registered_at: now(),
+            registered_at: unix_secs(),
             expires_at: None,
         };
         self.update(|map| {
@@ -147,7 +148,7 @@ impl Registry {
         if self.get(name).is_some_and(|e| e.kind == Kind::Component) {
             return Err(RegistryError::NameTaken(name.to_string()));
         }
-        let registered_at = now();
+        let registered_at = unix_secs();
         let bracketed = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]")
         } else {
@@ -184,7 +185,7 @@ impl Registry {
 
     /// Where `name` is served, unless unknown or lapsed.
     pub fn get(&self, name: &str) -> Option<Entry> {
-        let now = now();
+        let now = unix_secs();
         self.entries
             .load()
             .get(name)
@@ -194,7 +195,7 @@ impl Registry {
 
     /// Every live registration, by name.
     pub fn list(&self) -> Vec<Entry> {
-        let now = now();
+        let now = unix_secs();
         self.entries
             .load()
             .values()
@@ -206,7 +207,7 @@ impl Registry {
     /// Whether an outgoing request to `host:port` targets a live external
     /// registration (the only non-local destinations components may reach).
     pub fn is_external_endpoint(&self, host: &str, port: u16) -> bool {
-        let now = now();
+        let now = unix_secs();
         self.entries.load().values().any(|e| {
             e.kind == Kind::External
                 && e.port == port
@@ -224,13 +225,6 @@ impl Registry {
         f(&mut map);
         self.entries.store(Arc::new(map));
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -322,7 +316,7 @@ mod tests {
         assert_eq!(e.expires_at, Some(e.registered_at + 30));
         assert!(r.get("svc").is_some());
         // Backdate the registration instead of sleeping.
-        r.update(|m| m.get_mut("svc").unwrap().expires_at = Some(now() - 1));
+        r.update(|m| m.get_mut("svc").unwrap().expires_at = Some(unix_secs() - 1));
         assert!(r.get("svc").is_none());
         assert!(r.list().is_empty());
         assert!(!r.is_external_endpoint("h", 1));

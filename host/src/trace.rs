@@ -55,7 +55,7 @@ impl Trace {
     pub fn traceparent(&self) -> String {
         let mut span = [0u8; 8];
         rand::thread_rng().fill_bytes(&mut span);
-        format!("00-{}-{}-01", self.id, hex(&span))
+        format!("00-{}-{}-01", self.id, hex::encode(span))
     }
 }
 
@@ -87,11 +87,7 @@ fn parse_traceparent(value: &str) -> Option<String> {
 fn new_trace_id() -> String {
     let mut id = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut id);
-    hex(&id)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(id)
 }
 
 #[cfg(test)]
