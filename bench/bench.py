@@ -120,11 +120,30 @@ def gunicorn(app, port, env, workers):
 
 # ---------------------------------------------------------------- wrk
 
+def group_cpu_seconds(pgid):
+    """User+system CPU seconds of every live process in a process group."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of stat: pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
-def wrk(url, conns, seconds, method="GET", body="", auth=""):
+def wrk(url, conns, seconds, method="GET", body="", auth="", servers=()):
+    """One wrk run; `servers` are the contender's processes, whose CPU time
+    per request is reported as cpu_us."""
     env = dict(os.environ, WRK_METHOD=method, WRK_BODY=body, WRK_AUTH=auth)
+    cpu0 = sum(group_cpu_seconds(s.proc.pid) for s in servers)
     threads = min(2, conns)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", LUA, url],
                          env=env, capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -135,27 +154,31 @@ def wrk(url, conns, seconds, method="GET", body="", auth=""):
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    return {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "requests": total, "errors": errors}
+    cpu = sum(group_cpu_seconds(s.proc.pid) for s in servers) - cpu0
+    return {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "requests": total, "errors": errors,
+            "cpu_us": cpu / total * 1e6 if servers and total else None}
 
 
 def compare(results, scenario, contenders, conns_list, args, method="GET", body=""):
-    """contenders: list of (name, url, auth header)."""
+    """contenders: list of (name, url, auth header, server processes)."""
     for conns in conns_list:
-        runs = {name: [] for name, _, _ in contenders}
+        runs = {name: [] for name, *_ in contenders}
         for rep in range(args.reps):
-            for name, url, auth in contenders:
-                r = wrk(url, conns, args.seconds, method, body, auth)
+            for name, url, auth, servers in contenders:
+                r = wrk(url, conns, args.seconds, method, body, auth, servers)
                 runs[name].append(r)
                 print(f"  {scenario:<10} c={conns:<3} rep {rep + 1}/{args.reps} {name:<28} "
-                      f"{r['rps']:>10.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  errors {r['errors']}",
+                      f"{r['rps']:>10.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
+                      f"cpu {r['cpu_us'] or 0:.0f} us/req  errors {r['errors']}",
                       flush=True)
-        for name, _, _ in contenders:
+        for name, *_ in contenders:
             rs = runs[name]
             results.append({
                 "scenario": scenario, "conns": conns, "contender": name, "runs": rs,
                 "rps": statistics.median(r["rps"] for r in rs),
                 "p50_ms": statistics.median(r["p50_ms"] for r in rs),
                 "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+                "cpu_us": statistics.median(r["cpu_us"] or 0 for r in rs),
                 "errors": sum(r["errors"] for r in rs),
             })
 
@@ -170,9 +193,9 @@ def bench_hello(results, tmp, args):
                 f"http://127.0.0.1:{port}").wait_ready("/hello")
     native = start_native("hello", tmp).wait_ready("/hello")
     try:
-        compare(results, "hello", [("hms-host", hms.url + "/hello", ""),
-                                   ("wasmtime serve", wt.url + "/hello", ""),
-                                   ("native axum", native.url + "/hello", "")], args.conns, args)
+        compare(results, "hello", [("hms-host", hms.url + "/hello", "", [hms]),
+                                   ("wasmtime serve", wt.url + "/hello", "", [wt]),
+                                   ("native axum", native.url + "/hello", "", [native])], args.conns, args)
     finally:
         for s in (hms, wt, native):
             s.stop()
@@ -184,8 +207,8 @@ def bench_identity(results, tmp, args):
     hms_auth, native_auth = f"Bearer {hms_token(hms)}", f"Bearer {native.token}"
     native.wait_ready("/identity/verify", "POST", ID_BODY, {"Authorization": native_auth})
     try:
-        compare(results, "identity", [("hms-host", hms.url + "/identity/verify", hms_auth),
-                                      ("native axum", native.url + "/identity/verify", native_auth)],
+        compare(results, "identity", [("hms-host", hms.url + "/identity/verify", hms_auth, [hms]),
+                                      ("native axum", native.url + "/identity/verify", native_auth, [native])],
                 args.conns, args, "POST", ID_BODY)
     finally:
         for s in (hms, native):
@@ -209,10 +232,11 @@ def bench_seed(results, tmp, args):
                      .wait_ready("/identity/verify", "POST", ID_BODY, ok=(401,)))
         flask.append(gunicorn("report:app", rport, env, args.flask_workers)
                      .wait_ready("/reports/identity-check", "POST", ID_BODY))
-        compare(results, "seed", [("hms-host", hms.url + "/reports/identity-check", ""),
-                                  ("flask+gunicorn (3 procs)", flask[-1].url + "/reports/identity-check", ""),
-                                  ("native axum, 2 procs", native_rp.url + "/reports/identity-check", ""),
-                                  ("native in-process", native_in.url + "/reports/identity-check", "")],
+        compare(results, "seed", [("hms-host", hms.url + "/reports/identity-check", "", [hms]),
+                                  ("flask+gunicorn (3 procs)", flask[-1].url + "/reports/identity-check", "", flask),
+                                  ("native axum, 2 procs", native_rp.url + "/reports/identity-check", "",
+                                   [native_id, native_rp]),
+                                  ("native in-process", native_in.url + "/reports/identity-check", "", [native_in])],
                 args.conns, args, "POST", ID_BODY)
     finally:
         for s in (hms, native_id, native_rp, native_in, *flask):
@@ -256,12 +280,12 @@ def ratio(results, scenario, conns, a, b):
 def markdown(results, startup, meta):
     lines = [f"Run {meta['time']} on {meta['machine']}; wrk {meta['seconds']} s per run, "
              f"{meta['reps']} alternating rounds, medians.", "",
-             "| scenario | conns | contender | req/s | p50 ms | p99 ms | failed | vs hms-host |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+             "| scenario | conns | contender | req/s | p50 ms | p99 ms | server CPU µs/req | failed | req/s vs hms-host |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         rel = ratio(results, r["scenario"], r["conns"], r["contender"], "hms-host")
         lines.append(f"| {r['scenario']} | {r['conns']} | {r['contender']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | "
-                     f"{r['p99_ms']:.3f} | {r['errors']} | {rel:.2f}× |")
+                     f"{r['p99_ms']:.3f} | {r['cpu_us']:.0f} | {r['errors']} | {rel:.2f}× |")
     if startup:
         lines += ["", f"Start-up to first seed request (2 components, median of {len(startup['runs']['cold_ms'])}): "
                       f"cold cache {startup['cold_ms']:.0f} ms, warm cache {startup['warm_ms']:.0f} ms."]

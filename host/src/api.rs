@@ -7,16 +7,21 @@ use crate::audit::Query;
 use crate::auth::AuthError;
 use crate::error::{ApiError, ApiJson};
 use crate::registry::RegistryError;
+use crate::runtime::DeployError;
 use crate::server::App;
-use axum::extract::{FromRequestParts, Path, Query as QueryParams, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query as QueryParams, State};
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Largest component upload accepted; the example services are ~150 KiB.
+const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
 /// Longest a `GET /_hms/events?wait=N` long-poll is held open.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -31,6 +36,13 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/keys/{id}", delete(revoke_key))
         .route("/services", get(list_services).post(register_service))
         .route("/services/{name}", delete(unregister_service))
+        .route(
+            "/services/{name}/versions",
+            get(list_versions)
+                .post(deploy_version)
+                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route("/services/{name}/rollback", post(rollback))
         .route("/events", get(events))
         .fallback(|| async { ApiError::NotFound("no such Core API endpoint".into()) })
 }
@@ -206,6 +218,77 @@ fn registry_error(e: RegistryError) -> ApiError {
         RegistryError::NotFound(_) => ApiError::NotFound(e.to_string()),
         RegistryError::NameTaken(_) => ApiError::Conflict(e.to_string()),
         RegistryError::InvalidName(_) | RegistryError::InvalidAddress(_) => {
+            ApiError::BadRequest(e.to_string())
+        }
+    }
+}
+
+async fn deploy_version(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let runtime = &app.runtime;
+    match runtime.deploy_version(&name, &body).await {
+        Ok(service) => {
+            let routes: Vec<String> = service.routes.iter().map(|r| r.to_string()).collect();
+            let body =
+                json!({ "name": service.name, "version": service.version, "routes": routes });
+            Ok((StatusCode::CREATED, Json(body)))
+        }
+        Err(e) => {
+            runtime.log_rejected(&name, &e);
+            Err(deploy_error(e))
+        }
+    }
+}
+
+async fn list_versions(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let versions = app.runtime.versions(&name).map_err(deploy_error)?;
+    Ok(Json(json!({ "name": name, "versions": versions })))
+}
+
+#[derive(Deserialize, Default)]
+struct Rollback {
+    /// Digest (or unique prefix) to switch to; default: the previous version.
+    to: Option<String>,
+}
+
+async fn rollback(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    // An empty body means "the previous version".
+    let req: Rollback = if body.iter().all(u8::is_ascii_whitespace) {
+        Rollback::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
+    };
+    let service = app
+        .runtime
+        .rollback(&name, req.to.as_deref())
+        .map_err(deploy_error)?;
+    Ok(Json(
+        json!({ "name": service.name, "version": service.version }),
+    ))
+}
+
+fn deploy_error(e: DeployError) -> ApiError {
+    match e {
+        DeployError::UnknownService(_) | DeployError::UnknownVersion(..) => {
+            ApiError::NotFound(e.to_string())
+        }
+        DeployError::NameTaken { .. } | DeployError::Route { .. } => {
+            ApiError::Conflict(e.to_string())
+        }
+        DeployError::Load(_) | DeployError::WrongName { .. } | DeployError::AmbiguousVersion(_) => {
             ApiError::BadRequest(e.to_string())
         }
     }

@@ -45,6 +45,23 @@ enum Command {
     Services,
     /// Read the audit log (admin).
     Logs(LogsArgs),
+    /// Upload a new version of a service to the running host and swap it in
+    /// (admin). A version that fails validation is refused; the old keeps serving.
+    Deploy {
+        /// The service name the component declares.
+        service: String,
+        /// The component file.
+        file: PathBuf,
+    },
+    /// List the versions of a service the running host has deployed.
+    Versions { service: String },
+    /// Switch a service back to an earlier version (admin).
+    Rollback {
+        service: String,
+        /// Digest (or unique prefix) to switch to; default: the previous version.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -180,6 +197,54 @@ async fn execute(command: Command, host: HostArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Logs(args) => logs(args, &host).await,
+        Command::Deploy { service, file } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
+            let path = format!("/_hms/services/{service}/versions");
+            let v = client(&host, true)?
+                .send_bytes(
+                    Method::POST,
+                    &path,
+                    bytes.into(),
+                    &[("content-type", "application/wasm")],
+                )
+                .await?
+                .into_result()?;
+            println!(
+                "{} {}",
+                v["name"].as_str().unwrap_or_default(),
+                v["version"].as_str().unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::Versions { service } => {
+            let path = format!("/_hms/services/{service}/versions");
+            let v = client(&host, false)?.call(Method::GET, &path, None).await?;
+            for ver in v["versions"].as_array().into_iter().flatten() {
+                let at = std::time::UNIX_EPOCH
+                    + Duration::from_secs(ver["deployed_at"].as_u64().unwrap_or(0));
+                println!(
+                    "{} {} {:<6} {}",
+                    ver["version"].as_str().unwrap_or_default(),
+                    humantime::format_rfc3339_seconds(at),
+                    if ver["active"] == true { "active" } else { "" },
+                    ver["source"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Rollback { service, to } => {
+            let path = format!("/_hms/services/{service}/rollback");
+            let v = client(&host, true)?
+                .call(Method::POST, &path, Some(&json!({ "to": to })))
+                .await?;
+            println!(
+                "{} {}",
+                v["name"].as_str().unwrap_or_default(),
+                v["version"].as_str().unwrap_or_default()
+            );
+            Ok(())
+        }
     }
 }
 

@@ -61,12 +61,32 @@ impl Client {
         self
     }
 
-    /// Sends a request and returns whatever status came back.
+    /// Sends a request with an optional JSON body and returns whatever
+    /// status came back.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<JsonResponse, ClientError> {
+        let mut all = headers.to_vec();
+        let body = match body {
+            Some(v) => {
+                all.push(("content-type", "application/json"));
+                Bytes::from(v.to_string())
+            }
+            None => Bytes::new(),
+        };
+        self.send_bytes(method, path, body, &all).await
+    }
+
+    /// Sends a request with a raw body.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
         headers: &[(&str, &str)],
     ) -> Result<JsonResponse, ClientError> {
         let url = format!("{}{}", self.base, path);
@@ -77,14 +97,9 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let body = match body {
-            Some(v) => {
-                req = req.header(http::header::CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(v.to_string()))
-            }
-            None => Full::new(Bytes::new()),
-        };
-        let req = req.body(body).map_err(|_| ClientError::Url(url.clone()))?;
+        let req = req
+            .body(Full::new(body))
+            .map_err(|_| ClientError::Url(url.clone()))?;
         let resp = self
             .inner
             .request(req)
@@ -114,19 +129,25 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
-        let resp = self.send(method, path, body, &[]).await?;
-        if resp.status.is_success() {
-            return Ok(resp.body);
+        self.send(method, path, body, &[]).await?.into_result()
+    }
+}
+
+impl JsonResponse {
+    /// The body of a 2xx answer; anything else as [`ClientError::Api`].
+    pub fn into_result(self) -> Result<Value, ClientError> {
+        if self.status.is_success() {
+            return Ok(self.body);
         }
         let field = |k: &str| {
-            resp.body
+            self.body
                 .get(k)
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string()
         };
         Err(ClientError::Api {
-            status: resp.status,
+            status: self.status,
             code: field("code"),
             message: field("message"),
         })

@@ -10,7 +10,7 @@ use crate::engine::{WasmEngine, digest};
 use crate::registry::validate_service_name;
 use crate::router::Pattern;
 use crate::state::RequestState;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::{ComponentType, InstancePre, Lift, Linker};
@@ -27,8 +27,8 @@ pub struct Service {
     pub version: String,
     /// Routes it serves.
     pub routes: Vec<Pattern>,
-    /// The file it was loaded from.
-    pub file: PathBuf,
+    /// Where it came from: a file path, or `upload` for the admin API.
+    pub source: String,
     /// Pre-instantiated handler: imports resolved, exports looked up.
     pub pre: ProxyPre<RequestState>,
 }
@@ -51,6 +51,8 @@ pub enum LoadError {
     Invalid { file: String, reason: String },
     #[error("{file}: {reason}")]
     WrongWorld { file: String, reason: String },
+    #[error("{file}: traps while instantiating: {reason}")]
+    Instantiate { file: String, reason: String },
     #[error("{file}: bad manifest: {reason}")]
     Manifest { file: String, reason: String },
 }
@@ -62,9 +64,8 @@ struct ServiceInfo {
     routes: Vec<String>,
 }
 
-/// Loads the component at `path`. `new_store` makes the store the manifest
-/// is asked in (an ordinary sandboxed request store).
-pub async fn load(
+/// Loads the component at `path` (see [`load_bytes`]).
+pub async fn load_file(
     engine: &WasmEngine,
     linker: &Linker<RequestState>,
     path: &Path,
@@ -75,10 +76,30 @@ pub async fn load(
         file: file.clone(),
         source,
     })?;
-    check_header(&bytes, &file)?;
-    let version = digest(&bytes);
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    load_bytes(engine, linker, &bytes, &file, stem, new_store).await
+}
+
+/// Validates and loads a component: it must be a component, import nothing
+/// the host lacks, export the HTTP handler, and instantiate without trapping.
+/// `label` names it in messages; `stem` is the service name of a plain
+/// component. `new_store` makes the sandboxed store it is tried in.
+pub async fn load_bytes(
+    engine: &WasmEngine,
+    linker: &Linker<RequestState>,
+    bytes: &[u8],
+    label: &str,
+    stem: &str,
+    new_store: impl FnOnce(&str) -> Store<RequestState>,
+) -> Result<Arc<Service>, LoadError> {
+    let file = label.to_string();
+    check_header(bytes, &file)?;
+    let version = digest(bytes);
     let component = engine
-        .compile(&bytes, &version)
+        .compile(bytes, &version)
         .map_err(|e| LoadError::Invalid {
             file: file.clone(),
             reason: format!("{e:#}"),
@@ -93,22 +114,30 @@ pub async fn load(
     let pre = ProxyPre::new(instance_pre.clone())
         .map_err(|e| wrong_world(e.context("does not export wasi:http/incoming-handler@0.2")))?;
 
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_string();
-    let (name, routes) = match component.get_export_index(None, MANIFEST_EXPORT) {
-        Some(iface) => {
-            let describe = component
+    // Instantiate once now, so a component that traps while starting is
+    // refused at deploy time rather than failing every request.
+    let describe = match component.get_export_index(None, MANIFEST_EXPORT) {
+        Some(iface) => Some(
+            component
                 .get_export_index(Some(&iface), "describe")
                 .ok_or_else(|| LoadError::Manifest {
                     file: file.clone(),
                     reason: "no describe function".into(),
-                })?;
-            let mut store = new_store(&stem);
+                })?,
+        ),
+        None => None,
+    };
+    let mut store = new_store(stem);
+    let instance = instance_pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| LoadError::Instantiate {
+            file: file.clone(),
+            reason: format!("{e:#}"),
+        })?;
+    let (name, routes) = match describe {
+        Some(describe) => {
             let manifest: wasmtime::Result<ServiceInfo> = async {
-                let instance = instance_pre.instantiate_async(&mut store).await?;
                 let f = instance.get_typed_func::<(), (ServiceInfo,)>(&mut store, &describe)?;
                 let (info,) = f.call_async(&mut store, ()).await?;
                 Ok(info)
@@ -120,7 +149,7 @@ pub async fn load(
             })?;
             (info.name, info.routes)
         }
-        None => (stem.clone(), vec![format!("/{stem}/...")]),
+        None => (stem.to_string(), vec![format!("/{stem}/...")]),
     };
     validate_service_name(&name).map_err(|e| LoadError::Manifest {
         file: file.clone(),
@@ -144,7 +173,7 @@ pub async fn load(
         name,
         version,
         routes,
-        file: path.to_path_buf(),
+        source: file,
         pre,
     }))
 }

@@ -45,8 +45,29 @@ pub struct Runtime {
     deployed: ArcSwap<Deployment>,
     /// Serialises deploys (never requests).
     deploying: Mutex<()>,
+    /// Versions per service, oldest first, for listing and rollback.
+    history: Mutex<BTreeMap<String, Vec<Version>>>,
     /// The runtime itself, as the dispatcher handed to every store.
     this: Weak<Runtime>,
+}
+
+/// Versions of a service kept for rollback (compiled, ready to swap back in).
+pub const MAX_VERSIONS: usize = 10;
+
+/// One deployed version of a service.
+struct Version {
+    service: Arc<Service>,
+    deployed_at: u64,
+}
+
+/// A version as listed to operators.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionInfo {
+    pub version: String,
+    /// Unix seconds of its latest deployment.
+    pub deployed_at: u64,
+    pub source: String,
+    pub active: bool,
 }
 
 /// Why a deploy failed.
@@ -54,6 +75,14 @@ pub struct Runtime {
 pub enum DeployError {
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error("the component calls itself {found:?}, not {expected:?}")]
+    WrongName { expected: String, found: String },
+    #[error("no service named {0:?} has been deployed")]
+    UnknownService(String),
+    #[error("{0} has no version {1:?}")]
+    UnknownVersion(String, String),
+    #[error("version prefix {0:?} matches several versions")]
+    AmbiguousVersion(String),
     #[error("{file}: {source}")]
     Route { file: String, source: RouteError },
     #[error("{file}: service {name:?} is already deployed from {other}")]
@@ -80,6 +109,7 @@ impl Runtime {
             limits,
             deployed: ArcSwap::from_pointee(Deployment::default()),
             deploying: Mutex::new(()),
+            history: Mutex::new(BTreeMap::new()),
             this: this.clone(),
         }))
     }
@@ -89,32 +119,146 @@ impl Runtime {
         &self.core
     }
 
-    /// Loads, validates and deploys the component at `path` as a new service.
+    /// Loads, validates and deploys the component at `path` as a new
+    /// service (start-up: a name already deployed is an error).
     pub async fn deploy_file(&self, path: &Path) -> Result<Arc<Service>, DeployError> {
-        let file = path.display().to_string();
-        let service = component::load(&self.engine, &self.linker, path, |name| {
-            self.new_store(Caller {
-                service: name.into(),
-                trace: Trace::from_traceparent(None),
-                depth: 0,
-            })
+        let service =
+            component::load_file(&self.engine, &self.linker, path, |n| self.probe_store(n)).await?;
+        self.install(service, false, "deployed")
+    }
+
+    /// Validates `bytes` as a new version of `name` and swaps it in: requests
+    /// in flight finish on the version they started on, new ones get this
+    /// one. Compilation happens before any lock is taken, so serving never
+    /// waits for it. On any error the running version stays.
+    pub async fn deploy_version(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<Service>, DeployError> {
+        let label = format!("upload for {name}");
+        let loaded = component::load_bytes(&self.engine, &self.linker, bytes, &label, name, |n| {
+            self.probe_store(n)
         })
-        .await?;
-        let _guard = self.deploying.lock().unwrap_or_else(|e| e.into_inner());
+        .await;
+        let service = match loaded {
+            Ok(s) if s.name == name => s,
+            Ok(s) => Err(DeployError::WrongName {
+                expected: name.to_string(),
+                found: s.name.clone(),
+            })?,
+            Err(e) => Err(DeployError::Load(e))?,
+        };
+        self.install(service, true, "deployed")
+    }
+
+    /// Switches `name` back to an earlier version: `to` (a digest, or a
+    /// unique prefix of one), else the version active before the current one.
+    pub fn rollback(&self, name: &str, to: Option<&str>) -> Result<Arc<Service>, DeployError> {
+        let target = {
+            let history = lock(&self.history);
+            let versions = history
+                .get(name)
+                .ok_or_else(|| DeployError::UnknownService(name.to_string()))?;
+            let active = self
+                .deployed
+                .load()
+                .services
+                .get(name)
+                .map(|s| s.version.clone());
+            let found: Vec<&Arc<Service>> = match to {
+                Some(to) => {
+                    let to = to.strip_prefix("sha256:").unwrap_or(to);
+                    versions
+                        .iter()
+                        .map(|v| &v.service)
+                        .filter(|s| s.version["sha256:".len()..].starts_with(to))
+                        .collect()
+                }
+                None => versions
+                    .iter()
+                    .rev()
+                    .map(|v| &v.service)
+                    .filter(|s| Some(&s.version) != active.as_ref())
+                    .take(1)
+                    .collect(),
+            };
+            match found.as_slice() {
+                [one] => Arc::clone(one),
+                [] => {
+                    return Err(DeployError::UnknownVersion(
+                        name.to_string(),
+                        to.unwrap_or("previous").to_string(),
+                    ));
+                }
+                _ => {
+                    return Err(DeployError::AmbiguousVersion(
+                        to.unwrap_or_default().to_string(),
+                    ));
+                }
+            }
+        };
+        self.install(target, true, "rolled back to")
+    }
+
+    /// Every version of `name` this run has deployed, oldest first.
+    pub fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, DeployError> {
+        let history = lock(&self.history);
+        let versions = history
+            .get(name)
+            .ok_or_else(|| DeployError::UnknownService(name.to_string()))?;
+        let active = self
+            .deployed
+            .load()
+            .services
+            .get(name)
+            .map(|s| s.version.clone());
+        Ok(versions
+            .iter()
+            .map(|v| VersionInfo {
+                version: v.service.version.clone(),
+                deployed_at: v.deployed_at,
+                source: v.service.source.clone(),
+                active: Some(&v.service.version) == active.as_ref(),
+            })
+            .collect())
+    }
+
+    /// A store for trying a component at load time.
+    fn probe_store(&self, name: &str) -> Store<RequestState> {
+        self.new_store(Caller {
+            service: name.into(),
+            trace: Trace::from_traceparent(None),
+            depth: 0,
+        })
+    }
+
+    /// Publishes `service` in a new routing snapshot. With `replace`, it
+    /// takes the place of the deployed service of the same name; otherwise
+    /// that name must be free.
+    fn install(
+        &self,
+        service: Arc<Service>,
+        replace: bool,
+        verb: &str,
+    ) -> Result<Arc<Service>, DeployError> {
+        let _guard = lock(&self.deploying);
         let current = self.deployed.load();
-        if let Some(other) = current.services.get(&service.name) {
+        let previous = current.services.get(&service.name).cloned();
+        if let (Some(other), false) = (&previous, replace) {
             return Err(DeployError::NameTaken {
-                file,
+                file: service.source.clone(),
                 name: service.name.clone(),
-                other: other.file.display().to_string(),
+                other: other.source.clone(),
             });
         }
         let mut routes = current.routes.clone();
+        routes.remove_owner(&service.name);
         for pattern in &service.routes {
             routes
                 .add(pattern.clone(), &service.name, service.clone())
                 .map_err(|source| DeployError::Route {
-                    file: file.clone(),
+                    file: service.source.clone(),
                     source,
                 })?;
         }
@@ -122,20 +266,51 @@ impl Runtime {
         services.insert(service.name.clone(), service.clone());
         self.deployed
             .store(Arc::new(Deployment { services, routes }));
+
         let route_list: Vec<String> = service.routes.iter().map(|r| r.to_string()).collect();
         self.core
             .registry
             .register_component(&service.name, &service.version, route_list.clone());
-        let trace = Trace::from_traceparent(None);
+        {
+            let mut history = lock(&self.history);
+            let versions = history.entry(service.name.clone()).or_default();
+            versions.retain(|v| v.service.version != service.version);
+            versions.push(Version {
+                service: service.clone(),
+                deployed_at: crate::clock::unix_secs(),
+            });
+            if versions.len() > MAX_VERSIONS {
+                versions.remove(0);
+            }
+        }
+        let replaced = previous
+            .map(|p| format!(" (was {})", p.version))
+            .unwrap_or_default();
         let msg = format!(
-            "deployed {} {} from {} serving {}",
+            "{verb} {} {} from {} serving {}{replaced}",
             service.name,
             service.version,
-            file,
+            service.source,
             route_list.join(" ")
         );
-        self.core.log(HOST_SERVICE, &trace, Level::Info, msg);
+        self.core.log(
+            HOST_SERVICE,
+            &Trace::from_traceparent(None),
+            Level::Info,
+            msg,
+        );
         Ok(service)
+    }
+
+    /// Records a refused deploy in the audit log.
+    pub fn log_rejected(&self, name: &str, error: &DeployError) {
+        let msg = format!("rejected a new version of {name}: {error}");
+        self.core.log(
+            HOST_SERVICE,
+            &Trace::from_traceparent(None),
+            Level::Warn,
+            msg,
+        );
     }
 
     /// The service serving `path`, if any.
@@ -281,4 +456,9 @@ fn log_output(core: &Core, caller: &Caller, output: &[u8], level: Level) {
     {
         core.log(&caller.service, &caller.trace, level, line.to_string());
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Deploy bookkeeping stays consistent across a panic elsewhere.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

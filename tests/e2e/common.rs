@@ -83,6 +83,7 @@ impl Host {
             .args(flags)
             .args(components)
             .env_remove("HMS_ADMIN_TOKEN")
+            .env("HMS_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
             .expect("start hms-host");

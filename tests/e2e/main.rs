@@ -3,6 +3,7 @@
 mod common;
 mod core_api;
 mod durability;
+mod hot_swap;
 mod lifecycle;
 mod loading;
 mod seed_flow;
