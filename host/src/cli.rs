@@ -82,8 +82,15 @@ struct RunArgs {
     /// Component instances alive at once, host-wide.
     #[arg(long, env = "HMS_MAX_INSTANCES", default_value_t = config::DEFAULT_MAX_INSTANCES)]
     max_instances: u32,
+    /// Also serve every `*.wasm` in this directory, and deploy files that
+    /// appear in it later (repeatable).
+    #[arg(long = "components-dir", env = "HMS_COMPONENTS_DIR")]
+    components_dirs: Vec<PathBuf>,
+    /// Do not watch component files for changes.
+    #[arg(long, env = "HMS_NO_WATCH")]
+    no_watch: bool,
     /// Component files (`.wasm`) to serve.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "components_dirs")]
     components: Vec<PathBuf>,
 }
 
@@ -258,6 +265,8 @@ async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir,
         components: args.components,
+        components_dirs: args.components_dirs,
+        watch: !args.no_watch,
         limits: Limits {
             memory: args.memory_limit_mb << 20,
             request_timeout: Duration::from_millis(args.request_timeout_ms),

@@ -32,6 +32,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Component files to deploy at start.
     pub components: Vec<PathBuf>,
+    /// Directories whose `*.wasm` files are deployed at start (and, with
+    /// `watch`, whenever one appears).
+    pub components_dirs: Vec<PathBuf>,
+    /// Redeploy a component file when it changes; undeploy it when removed.
+    pub watch: bool,
     /// Sandbox limits for every component instance.
     pub limits: Limits,
     /// Lifetime of tokens issued by Core auth.
@@ -67,6 +72,8 @@ impl Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             components,
+            components_dirs: Vec::new(),
+            watch: true,
             limits: Limits::default(),
             token_ttl: DEFAULT_TOKEN_TTL,
         }

@@ -29,6 +29,7 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod trace;
+pub mod watch;
 
 #[cfg(test)]
 mod testdir;
@@ -43,6 +44,7 @@ use crate::runtime::Runtime;
 use crate::server::App;
 use anyhow::Context;
 use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Issuer of the tokens this host signs.
@@ -80,12 +82,42 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .into_future();
     let server = tokio::spawn(server);
-    for path in &config.components {
+    // Absolute paths: they are the services' sources, matched by the watcher.
+    let files: Vec<PathBuf> = config
+        .components
+        .iter()
+        .map(std::path::absolute)
+        .collect::<Result<_, _>>()?;
+    let mut dirs: Vec<PathBuf> = config
+        .components_dirs
+        .iter()
+        .map(std::path::absolute)
+        .collect::<Result<_, _>>()?;
+    dirs.sort();
+    let mut to_deploy = files.clone();
+    for dir in &dirs {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading components directory {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm") && !files.contains(p))
+            .collect();
+        found.sort();
+        to_deploy.extend(found);
+    }
+    for path in &to_deploy {
         if let Err(e) = runtime.deploy_file(path).await {
             server.abort();
             return Err(e.into());
         }
     }
+    let _watcher = if config.watch {
+        Some(
+            watch::spawn(runtime.clone(), watch::WatchSet { files, dirs })
+                .context("watching component files")?,
+        )
+    } else {
+        None
+    };
     app.set_ready();
     tracing::info!("serving {}", runtime.service_names().join(", "));
     server.await??;

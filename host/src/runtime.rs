@@ -224,6 +224,94 @@ impl Runtime {
             .collect())
     }
 
+    /// Redeploys the component file at `path`, whose content is now `bytes`
+    /// (file watch). If the running version already is that content, nothing
+    /// happens. A file that now declares another service replaces the one it
+    /// used to provide.
+    pub async fn deploy_changed_file(&self, path: &Path, bytes: &[u8]) -> Result<(), DeployError> {
+        let source = path.display().to_string();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let loaded = component::load_bytes(&self.engine, &self.linker, bytes, &source, stem, |n| {
+            self.probe_store(n)
+        })
+        .await;
+        let service = match loaded {
+            Ok(s) => s,
+            Err(e) => {
+                let e = DeployError::Load(e);
+                self.log_rejected(&source, &e);
+                return Err(e);
+            }
+        };
+        let current = self.deployed.load();
+        if current
+            .services
+            .get(&service.name)
+            .is_some_and(|s| s.version == service.version)
+        {
+            return Ok(());
+        }
+        let previous = current
+            .services
+            .values()
+            .find(|s| s.source == source)
+            .map(|s| s.name.clone());
+        if let Err(e) = self.install(service.clone(), true, "deployed") {
+            self.log_rejected(&source, &e);
+            return Err(e);
+        }
+        if let Some(old) = previous.filter(|old| *old != service.name) {
+            self.undeploy(&old);
+        }
+        Ok(())
+    }
+
+    /// Undeploys the service last loaded from the file at `path`, if any.
+    pub fn undeploy_file(&self, path: &Path) {
+        let source = path.display().to_string();
+        let name = self
+            .deployed
+            .load()
+            .services
+            .values()
+            .find(|s| s.source == source)
+            .map(|s| s.name.clone());
+        if let Some(name) = name {
+            self.undeploy(&name);
+        }
+    }
+
+    /// Removes a service: its routes answer 404 and the registry forgets it.
+    /// Its versions stay listed, so it can be deployed again by rollback.
+    pub fn undeploy(&self, name: &str) -> bool {
+        let _guard = lock(&self.deploying);
+        let current = self.deployed.load();
+        let Some(service) = current.services.get(name).cloned() else {
+            return false;
+        };
+        let mut routes = current.routes.clone();
+        routes.remove_owner(name);
+        let mut services = current.services.clone();
+        services.remove(name);
+        self.deployed
+            .store(Arc::new(Deployment { services, routes }));
+        let _ = self.core.registry.unregister(name);
+        let msg = format!(
+            "undeployed {name} {} (was from {})",
+            service.version, service.source
+        );
+        self.core.log(
+            HOST_SERVICE,
+            &Trace::from_traceparent(None),
+            Level::Info,
+            msg,
+        );
+        true
+    }
+
     /// A store for trying a component at load time.
     fn probe_store(&self, name: &str) -> Store<RequestState> {
         self.new_store(Caller {
@@ -303,8 +391,8 @@ impl Runtime {
     }
 
     /// Records a refused deploy in the audit log.
-    pub fn log_rejected(&self, name: &str, error: &DeployError) {
-        let msg = format!("rejected a new version of {name}: {error}");
+    pub fn log_rejected(&self, what: &str, error: &DeployError) {
+        let msg = format!("rejected a new version of {what}: {error}");
         self.core.log(
             HOST_SERVICE,
             &Trace::from_traceparent(None),

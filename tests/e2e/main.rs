@@ -7,3 +7,4 @@ mod hot_swap;
 mod lifecycle;
 mod loading;
 mod seed_flow;
+mod watch;
