@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -243,6 +244,62 @@ def bench_seed(results, tmp, args):
             s.stop()
 
 
+def bench_swap(results, tmp, args):
+    """p99 of a steady seed stream with and without identity being swapped
+    every second, and the time from upload to the first request served by
+    the new version."""
+    comps = [os.path.join(WASM, "identity.wasm"), os.path.join(WASM, "report.wasm")]
+    versions = [open(os.path.join(WASM, f), "rb").read() for f in ("identity_confirmed.wasm", "identity.wasm")]
+    answers = ["confirmed", "verified"]
+    hms = start_hms(comps, tmp, "swap", ["--no-watch"]).wait_ready("/_hms/health")
+    admin = open(os.path.join(hms.data_dir, "admin.token")).read().strip()
+    url = hms.url + "/reports/identity-check"
+    swap_ms = []
+
+    def swap_loop(stop):
+        i = 0
+        while not stop.wait(1.0):
+            t0 = time.perf_counter()
+            req = urllib.request.Request(hms.url + "/_hms/services/identity-service/versions", data=versions[i % 2],
+                                         method="POST", headers={"Authorization": f"Bearer {admin}"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                assert r.status == 201
+            _, body = http("POST", url, ID_BODY)
+            swap_ms.append((time.perf_counter() - t0) * 1e3)
+            assert answers[i % 2] in body.decode(), body
+            i += 1
+
+    try:
+        for conns in args.conns:
+            runs = {"no swaps": [], "swap every 1 s": []}
+            for rep in range(args.reps):
+                for name in runs:
+                    stop = threading.Event()
+                    t = threading.Thread(target=swap_loop, args=(stop,)) if name != "no swaps" else None
+                    if t:
+                        t.start()
+                    r = wrk(url, conns, args.seconds, "POST", ID_BODY, "", [hms])
+                    if t:
+                        stop.set()
+                        t.join()
+                    runs[name].append(r)
+                    print(f"  swap       c={conns:<3} rep {rep + 1}/{args.reps} {name:<28} {r['rps']:>10.0f} req/s  "
+                          f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  errors {r['errors']}", flush=True)
+            for name, rs in runs.items():
+                results.append({"scenario": "swap", "conns": conns, "contender": f"hms-host, {name}", "runs": rs,
+                                "rps": statistics.median(r["rps"] for r in rs),
+                                "p50_ms": statistics.median(r["p50_ms"] for r in rs),
+                                "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+                                "cpu_us": statistics.median(r["cpu_us"] or 0 for r in rs),
+                                "errors": sum(r["errors"] for r in rs)})
+    finally:
+        hms.stop()
+    summary = {"upload_to_served_ms": statistics.median(swap_ms), "swaps": len(swap_ms), "max_ms": max(swap_ms)}
+    print(f"  swap       upload to first request on the new version: median {summary['upload_to_served_ms']:.1f} ms, "
+          f"max {summary['max_ms']:.1f} ms over {len(swap_ms)} swaps", flush=True)
+    return summary
+
+
 def bench_startup(tmp, args):
     """Process start to the first answered seed request, cold and warm cache."""
     comps = [os.path.join(WASM, "identity.wasm"), os.path.join(WASM, "report.wasm")]
@@ -277,15 +334,19 @@ def ratio(results, scenario, conns, a, b):
     return ra["rps"] / rb["rps"] if ra and rb and rb["rps"] else None
 
 
-def markdown(results, startup, meta):
+def markdown(results, startup, swap, meta):
     lines = [f"Run {meta['time']} on {meta['machine']}; wrk {meta['seconds']} s per run, "
              f"{meta['reps']} alternating rounds, medians.", "",
              "| scenario | conns | contender | req/s | p50 ms | p99 ms | server CPU µs/req | failed | req/s vs hms-host |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        rel = ratio(results, r["scenario"], r["conns"], r["contender"], "hms-host")
+        base = "hms-host, no swaps" if r["scenario"] == "swap" else "hms-host"
+        rel = ratio(results, r["scenario"], r["conns"], r["contender"], base)
         lines.append(f"| {r['scenario']} | {r['conns']} | {r['contender']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | "
                      f"{r['p99_ms']:.3f} | {r['cpu_us']:.0f} | {r['errors']} | {rel:.2f}× |")
+    if swap:
+        lines += ["", f"Hot swap: upload of a new identity version to the first request served by it, median "
+                      f"{swap['upload_to_served_ms']:.1f} ms (max {swap['max_ms']:.1f} ms, {swap['swaps']} swaps)."]
     if startup:
         lines += ["", f"Start-up to first seed request (2 components, median of {len(startup['runs']['cold_ms'])}): "
                       f"cold cache {startup['cold_ms']:.0f} ms, warm cache {startup['warm_ms']:.0f} ms."]
@@ -297,19 +358,21 @@ def main():
     p.add_argument("--seconds", type=int, default=10, help="wrk duration per run")
     p.add_argument("--reps", type=int, default=3, help="alternating rounds per comparison")
     p.add_argument("--conns", type=int, nargs="+", default=[1, 32], help="connection counts")
-    p.add_argument("--only", nargs="+", default=["hello", "identity", "seed", "startup"])
+    p.add_argument("--only", nargs="+", default=["hello", "identity", "seed", "swap", "startup"])
     p.add_argument("--flask-workers", type=int, default=2, help="gunicorn workers per Flask service")
     p.add_argument("--startup-reps", type=int, default=5)
     args = p.parse_args()
     for tool in (HOST_BIN, NATIVE_BIN, WASMTIME, shutil.which("wrk") or "/missing/wrk"):
         if not os.path.exists(tool):
             sys.exit(f"missing {tool}: run bench/run.sh")
-    results, startup = [], None
+    results, startup, swap = [], None, None
     with tempfile.TemporaryDirectory(prefix="hms-bench-") as tmp:
         for name in args.only:
             print(f"== {name}", flush=True)
             if name == "startup":
                 startup = bench_startup(tmp, args)
+            elif name == "swap":
+                swap = bench_swap(results, tmp, args)
             else:
                 {"hello": bench_hello, "identity": bench_identity, "seed": bench_seed}[name](results, tmp, args)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
@@ -318,8 +381,8 @@ def main():
             "wasmtime": subprocess.check_output([WASMTIME, "--version"], text=True).strip()}
     os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
     with open(os.path.join(BENCH, "results", f"{now}.json"), "w") as f:
-        json.dump({"meta": meta, "results": results, "startup": startup}, f, indent=1)
-    table = markdown(results, startup, meta)
+        json.dump({"meta": meta, "results": results, "startup": startup, "swap": swap}, f, indent=1)
+    table = markdown(results, startup, swap, meta)
     with open(os.path.join(BENCH, "results", "latest.md"), "w") as f:
         f.write(table)
     print("\n" + table)
