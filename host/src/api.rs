@@ -274,6 +274,7 @@ async fn rollback(
     let service = app
         .runtime
         .rollback(&name, req.to.as_deref())
+        .await
         .map_err(deploy_error)?;
     Ok(Json(
         json!({ "name": service.name, "version": service.version }),
@@ -291,6 +292,7 @@ fn deploy_error(e: DeployError) -> ApiError {
         DeployError::Load(_) | DeployError::WrongName { .. } | DeployError::AmbiguousVersion(_) => {
             ApiError::BadRequest(e.to_string())
         }
+        DeployError::Record(_) => ApiError::Internal(e.to_string()),
     }
 }
 

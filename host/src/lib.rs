@@ -20,6 +20,7 @@ pub mod clock;
 pub mod component;
 pub mod config;
 pub mod core;
+pub mod deployments;
 pub mod dispatch;
 pub mod engine;
 pub mod error;
@@ -38,6 +39,7 @@ use crate::audit::AuditLog;
 use crate::auth::{Auth, AuthConfig};
 use crate::config::Config;
 use crate::core::Core;
+use crate::deployments::Deployments;
 use crate::engine::WasmEngine;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
@@ -74,7 +76,9 @@ pub async fn run(
         audit: audit.clone(),
         registry: Arc::new(registry),
     };
-    let runtime = Runtime::new(engine, core, config.limits.clone())?;
+    let record = Deployments::open(data_dir).context("opening the deployment record")?;
+    let before = record.snapshot();
+    let runtime = Runtime::new(engine, core, config.limits.clone(), record)?;
     let app = App::new(runtime.clone());
 
     // Serve at once (health answers "loading") while components compile.
@@ -110,6 +114,7 @@ pub async fn run(
             return Err(e.into());
         }
     }
+    runtime.restore(&before).await?;
     let _watcher = if config.watch {
         Some(
             watch::spawn(runtime.clone(), watch::WatchSet { files, dirs })

@@ -9,6 +9,7 @@ use crate::audit::Level;
 use crate::component::{self, LoadError, Service};
 use crate::config::Limits;
 use crate::core::{Caller, Core, HOST_SERVICE};
+use crate::deployments::{Deployments, State, VersionRecord};
 use crate::dispatch::{BoxFuture, Dispatch};
 use crate::engine::WasmEngine;
 use crate::error::ApiError;
@@ -45,19 +46,10 @@ pub struct Runtime {
     deployed: ArcSwap<Deployment>,
     /// Serialises deploys (never requests).
     deploying: Mutex<()>,
-    /// Versions per service, oldest first, for listing and rollback.
-    history: Mutex<BTreeMap<String, Vec<Version>>>,
+    /// The durable record of versions, for listing, rollback and restarts.
+    record: Deployments,
     /// The runtime itself, as the dispatcher handed to every store.
     this: Weak<Runtime>,
-}
-
-/// Versions of a service kept for rollback (compiled, ready to swap back in).
-pub const MAX_VERSIONS: usize = 10;
-
-/// One deployed version of a service.
-struct Version {
-    service: Arc<Service>,
-    deployed_at: u64,
 }
 
 /// A version as listed to operators.
@@ -85,6 +77,8 @@ pub enum DeployError {
     AmbiguousVersion(String),
     #[error("{file}: {source}")]
     Route { file: String, source: RouteError },
+    #[error("recording the deployment in the data directory failed: {0}")]
+    Record(#[from] std::io::Error),
     #[error("{file}: service {name:?} is already deployed from {other}")]
     NameTaken {
         file: String,
@@ -95,7 +89,12 @@ pub enum DeployError {
 
 impl Runtime {
     /// A runtime with nothing deployed.
-    pub fn new(engine: WasmEngine, core: Core, limits: Limits) -> anyhow::Result<Arc<Runtime>> {
+    pub fn new(
+        engine: WasmEngine,
+        core: Core,
+        limits: Limits,
+        record: Deployments,
+    ) -> anyhow::Result<Arc<Runtime>> {
         let mut linker = Linker::new(engine.engine());
         // All of WASI is linked so any std-using guest instantiates, but the
         // context grants nothing: no env, args, preopens or sockets.
@@ -109,7 +108,7 @@ impl Runtime {
             limits,
             deployed: ArcSwap::from_pointee(Deployment::default()),
             deploying: Mutex::new(()),
-            history: Mutex::new(BTreeMap::new()),
+            record,
             this: this.clone(),
         }))
     }
@@ -122,9 +121,44 @@ impl Runtime {
     /// Loads, validates and deploys the component at `path` as a new
     /// service (start-up: a name already deployed is an error).
     pub async fn deploy_file(&self, path: &Path) -> Result<Arc<Service>, DeployError> {
-        let service =
-            component::load_file(&self.engine, &self.linker, path, |n| self.probe_store(n)).await?;
-        self.install(service, false, "deployed")
+        let file = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let service = self.load(&bytes, &file, stem).await?;
+        self.install(service, &bytes, Some(&file), false, "deployed")
+    }
+
+    /// After start-up deploys: serve again what was active when the host
+    /// last stopped. A service whose file is unchanged since it was last
+    /// deployed from it gets back the version that was active (an upload or
+    /// rollback outlives a restart); a file changed meanwhile is the newer
+    /// deploy and stays. Services deployed only by upload come back too.
+    pub async fn restore(&self, before: &State) -> Result<(), DeployError> {
+        for (name, version) in before.active() {
+            let current = self.deployed.load().services.get(name).cloned();
+            if current.as_ref().is_some_and(|c| c.version == version) {
+                continue;
+            }
+            if let Some(c) = &current
+                && before.file_digest(&c.source) != Some(c.version.as_str())
+            {
+                continue; // the file changed while the host was stopped
+            }
+            let source = before
+                .source_of(name, version)
+                .unwrap_or("upload")
+                .to_string();
+            let bytes = self.record.component(version)?;
+            let service = self.load(&bytes, &source, name).await?;
+            self.install(service, &bytes, None, true, "restored")?;
+        }
+        Ok(())
     }
 
     /// Validates `bytes` as a new version of `name` and swaps it in: requests
@@ -136,92 +170,83 @@ impl Runtime {
         name: &str,
         bytes: &[u8],
     ) -> Result<Arc<Service>, DeployError> {
-        let label = format!("upload for {name}");
-        let loaded = component::load_bytes(&self.engine, &self.linker, bytes, &label, name, |n| {
-            self.probe_store(n)
-        })
-        .await;
-        let service = match loaded {
-            Ok(s) if s.name == name => s,
-            Ok(s) => Err(DeployError::WrongName {
+        let service = self
+            .load(bytes, &format!("upload for {name}"), name)
+            .await?;
+        if service.name != name {
+            return Err(DeployError::WrongName {
                 expected: name.to_string(),
-                found: s.name.clone(),
-            })?,
-            Err(e) => Err(DeployError::Load(e))?,
-        };
-        self.install(service, true, "deployed")
+                found: service.name.clone(),
+            });
+        }
+        self.install(service, bytes, None, true, "deployed")
     }
 
     /// Switches `name` back to an earlier version: `to` (a digest, or a
     /// unique prefix of one), else the version active before the current one.
-    pub fn rollback(&self, name: &str, to: Option<&str>) -> Result<Arc<Service>, DeployError> {
-        let target = {
-            let history = lock(&self.history);
-            let versions = history
-                .get(name)
-                .ok_or_else(|| DeployError::UnknownService(name.to_string()))?;
-            let active = self
-                .deployed
-                .load()
-                .services
-                .get(name)
-                .map(|s| s.version.clone());
-            let found: Vec<&Arc<Service>> = match to {
-                Some(to) => {
-                    let to = to.strip_prefix("sha256:").unwrap_or(to);
-                    versions
-                        .iter()
-                        .map(|v| &v.service)
-                        .filter(|s| s.version["sha256:".len()..].starts_with(to))
-                        .collect()
-                }
-                None => versions
+    pub async fn rollback(
+        &self,
+        name: &str,
+        to: Option<&str>,
+    ) -> Result<Arc<Service>, DeployError> {
+        let (versions, active) = self
+            .record
+            .versions(name)
+            .ok_or_else(|| DeployError::UnknownService(name.to_string()))?;
+        let found: Vec<&VersionRecord> = match to {
+            Some(to) => {
+                let to = to.strip_prefix("sha256:").unwrap_or(to);
+                versions
                     .iter()
-                    .rev()
-                    .map(|v| &v.service)
-                    .filter(|s| Some(&s.version) != active.as_ref())
-                    .take(1)
-                    .collect(),
-            };
-            match found.as_slice() {
-                [one] => Arc::clone(one),
-                [] => {
-                    return Err(DeployError::UnknownVersion(
-                        name.to_string(),
-                        to.unwrap_or("previous").to_string(),
-                    ));
-                }
-                _ => {
-                    return Err(DeployError::AmbiguousVersion(
-                        to.unwrap_or_default().to_string(),
-                    ));
-                }
+                    .filter(|v| v.version["sha256:".len()..].starts_with(to))
+                    .collect()
+            }
+            None => versions
+                .iter()
+                .rev()
+                .filter(|v| Some(&v.version) != active.as_ref())
+                .take(1)
+                .collect(),
+        };
+        let target = match found.as_slice() {
+            [one] => (*one).clone(),
+            [] => {
+                let wanted = to.unwrap_or("previous").to_string();
+                return Err(DeployError::UnknownVersion(name.to_string(), wanted));
+            }
+            _ => {
+                return Err(DeployError::AmbiguousVersion(
+                    to.unwrap_or_default().to_string(),
+                ));
             }
         };
-        self.install(target, true, "rolled back to")
+        let bytes = self.record.component(&target.version)?;
+        let service = self.load(&bytes, &target.source, name).await?;
+        self.install(service, &bytes, None, true, "rolled back to")
     }
 
-    /// Every version of `name` this run has deployed, oldest first.
+    /// Every version of `name` deployed (across restarts), oldest first.
     pub fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, DeployError> {
-        let history = lock(&self.history);
-        let versions = history
-            .get(name)
+        let (versions, active) = self
+            .record
+            .versions(name)
             .ok_or_else(|| DeployError::UnknownService(name.to_string()))?;
-        let active = self
-            .deployed
-            .load()
-            .services
-            .get(name)
-            .map(|s| s.version.clone());
         Ok(versions
-            .iter()
+            .into_iter()
             .map(|v| VersionInfo {
-                version: v.service.version.clone(),
+                active: Some(&v.version) == active.as_ref(),
+                version: v.version,
                 deployed_at: v.deployed_at,
-                source: v.service.source.clone(),
-                active: Some(&v.service.version) == active.as_ref(),
+                source: v.source,
             })
             .collect())
+    }
+
+    async fn load(&self, bytes: &[u8], label: &str, stem: &str) -> Result<Arc<Service>, LoadError> {
+        component::load_bytes(&self.engine, &self.linker, bytes, label, stem, |n| {
+            self.probe_store(n)
+        })
+        .await
     }
 
     /// Redeploys the component file at `path`, whose content is now `bytes`
@@ -234,11 +259,7 @@ impl Runtime {
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default();
-        let loaded = component::load_bytes(&self.engine, &self.linker, bytes, &source, stem, |n| {
-            self.probe_store(n)
-        })
-        .await;
-        let service = match loaded {
+        let service = match self.load(bytes, &source, stem).await {
             Ok(s) => s,
             Err(e) => {
                 let e = DeployError::Load(e);
@@ -259,7 +280,7 @@ impl Runtime {
             .values()
             .find(|s| s.source == source)
             .map(|s| s.name.clone());
-        if let Err(e) = self.install(service.clone(), true, "deployed") {
+        if let Err(e) = self.install(service.clone(), bytes, Some(&source), true, "deployed") {
             self.log_rejected(&source, &e);
             return Err(e);
         }
@@ -299,6 +320,9 @@ impl Runtime {
         self.deployed
             .store(Arc::new(Deployment { services, routes }));
         let _ = self.core.registry.unregister(name);
+        if let Err(e) = self.record.record_undeploy(name, Some(&service.source)) {
+            tracing::error!("recording the undeploy of {name}: {e}");
+        }
         let msg = format!(
             "undeployed {name} {} (was from {})",
             service.version, service.source
@@ -327,6 +351,8 @@ impl Runtime {
     fn install(
         &self,
         service: Arc<Service>,
+        bytes: &[u8],
+        file: Option<&str>,
         replace: bool,
         verb: &str,
     ) -> Result<Arc<Service>, DeployError> {
@@ -352,6 +378,14 @@ impl Runtime {
         }
         let mut services = current.services.clone();
         services.insert(service.name.clone(), service.clone());
+        // Durable first: a deploy the record cannot keep does not happen.
+        let record = VersionRecord {
+            version: service.version.clone(),
+            deployed_at: crate::clock::unix_secs(),
+            source: service.source.clone(),
+        };
+        self.record
+            .record_deploy(&service.name, record, bytes, file)?;
         self.deployed
             .store(Arc::new(Deployment { services, routes }));
 
@@ -359,18 +393,6 @@ impl Runtime {
         self.core
             .registry
             .register_component(&service.name, &service.version, route_list.clone());
-        {
-            let mut history = lock(&self.history);
-            let versions = history.entry(service.name.clone()).or_default();
-            versions.retain(|v| v.service.version != service.version);
-            versions.push(Version {
-                service: service.clone(),
-                deployed_at: crate::clock::unix_secs(),
-            });
-            if versions.len() > MAX_VERSIONS {
-                versions.remove(0);
-            }
-        }
         let replaced = previous
             .map(|p| format!(" (was {})", p.version))
             .unwrap_or_default();

@@ -221,3 +221,45 @@ fn deploy_versions_and_rollback_from_the_cli() {
             .starts_with("rolled back to identity-service")
     }));
 }
+
+#[test]
+fn a_restart_serves_what_was_active_unless_the_file_changed_meanwhile() {
+    let dir = temp_dir("restart-versions");
+    let file = dir.join("identity.wasm");
+    std::fs::copy(component("identity"), &file).unwrap();
+    let files = [file.clone(), component("report")];
+    let data = dir.join("data");
+    let confirmed = std::fs::read(component("identity_confirmed")).unwrap();
+
+    let host = Host::start_with(&files, &data, &[]);
+    assert_eq!(
+        upload(&host, "identity-service", confirmed.clone()).status,
+        201
+    );
+    drop(host); // SIGKILL: the record must already be durable
+
+    // The file is unchanged: the uploaded version is restored.
+    let host = Host::start_with(&files, &data, &[]);
+    assert_eq!(report(&host), "ID C12345 is confirmed");
+    let versions = block_on(host.client().call(
+        Method::GET,
+        "/_hms/services/identity-service/versions",
+        None,
+    ))
+    .unwrap();
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
+    assert!(
+        host.events("service=hms-host")
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().starts_with("restored"))
+    );
+    // Roll back to the file's version, then change the file while stopped.
+    assert!(host.cli(&["rollback", "identity-service"]).status.success());
+    assert_eq!(report(&host), "ID C12345 is verified");
+    drop(host);
+    std::fs::write(&file, &confirmed).unwrap();
+
+    // The changed file is the newer deploy and wins over the recorded one.
+    let host = Host::start_with(&files, &data, &[]);
+    assert_eq!(report(&host), "ID C12345 is confirmed");
+}
