@@ -51,7 +51,7 @@ pub enum LoadError {
     Invalid { file: String, reason: String },
     #[error("{file}: {reason}")]
     WrongWorld { file: String, reason: String },
-    #[error("{file}: traps while instantiating: {reason}")]
+    #[error("{file}: traps while starting: {reason}")]
     Instantiate { file: String, reason: String },
     #[error("{file}: bad manifest: {reason}")]
     Manifest { file: String, reason: String },
@@ -133,7 +133,7 @@ pub async fn load_bytes(
         .await
         .map_err(|e| LoadError::Instantiate {
             file: file.clone(),
-            reason: format!("{e:#}"),
+            reason: e.root_cause().to_string(),
         })?;
     let (name, routes) = match describe {
         Some(describe) => {
@@ -143,9 +143,11 @@ pub async fn load_bytes(
                 Ok(info)
             }
             .await;
-            let info = manifest.map_err(|e| LoadError::Manifest {
+            // Rust guests run their constructors on the first call into
+            // them, so a start-up trap surfaces here.
+            let info = manifest.map_err(|e| LoadError::Instantiate {
                 file: file.clone(),
-                reason: format!("describe() failed: {e:#}"),
+                reason: format!("describe() failed: {}", e.root_cause()),
             })?;
             (info.name, info.routes)
         }

@@ -125,6 +125,21 @@ fn bad_uploads_are_refused_and_the_running_version_keeps_serving() {
             std::fs::read(component("report")).unwrap(),
             "calls itself \"report-service\"",
         ),
+        (
+            "no HTTP handler",
+            std::fs::read(component("no_handler")).unwrap(),
+            "does not export wasi:http/incoming-handler",
+        ),
+        (
+            "unknown import",
+            std::fs::read(component("unknown_import")).unwrap(),
+            "test:extra/missing",
+        ),
+        (
+            "traps on start",
+            std::fs::read(component("trap_on_start")).unwrap(),
+            "traps while starting",
+        ),
     ];
     for (what, bytes, expected) in cases {
         let r = upload(&host, "identity-service", bytes);
@@ -137,7 +152,7 @@ fn bad_uploads_are_refused_and_the_running_version_keeps_serving() {
     let rejected = host.events("service=hms-host&level=warn");
     assert_eq!(
         rejected.len(),
-        4,
+        7,
         "every rejected upload is logged: {rejected:?}"
     );
 

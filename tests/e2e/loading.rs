@@ -88,3 +88,22 @@ fn a_plain_wasi_http_component_is_served_under_its_file_name() {
         serde_json::json!(["/hello/..."])
     );
 }
+
+#[test]
+fn every_test_guest_is_used_by_a_test() {
+    let sources: String = std::fs::read_dir(root().join("tests/e2e"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    for guest in std::fs::read_dir(root().join("components/tests")).unwrap() {
+        let crate_name = guest
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .replace('-', "_");
+        assert!(
+            sources.contains(&format!("component(\"{crate_name}\")")),
+            "test guest {crate_name} has no end-to-end test"
+        );
+    }
+}
