@@ -218,6 +218,25 @@ def bench_identity(results, tmp, args):
             s.stop()
 
 
+def bench_logging(results, tmp, args):
+    """The price of the audit log: identity (one durable event per request)
+    against the same service without its log call."""
+    servers = {}
+    try:
+        for name, wasm, extra in (("hms-host, identity logging", "identity.wasm", []),
+                                  ("hms-host, identity logging, process durability", "identity.wasm",
+                                   ["--audit-durability", "process"]),
+                                  ("hms-host, identity not logging", "identity_quiet.wasm", [])):
+            tag = f"{wasm.split('.')[0]}-{len(servers)}"
+            s = start_hms([os.path.join(WASM, wasm)], tmp, tag, extra).wait_ready("/_hms/health")
+            servers[name] = (s, f"Bearer {hms_token(s)}")
+        compare(results, "logging", [(n, s.url + "/identity/verify", auth, [s]) for n, (s, auth) in servers.items()],
+                args.conns, args, "POST", ID_BODY)
+    finally:
+        for s, _ in servers.values():
+            s.stop()
+
+
 def bench_seed(results, tmp, args):
     comps = [os.path.join(WASM, "identity.wasm"), os.path.join(WASM, "report.wasm")]
     hms = start_hms(comps, tmp, "seed").wait_ready("/_hms/health")
@@ -342,7 +361,7 @@ def markdown(results, startup, swap, meta):
              "| scenario | conns | contender | req/s | p50 ms | p99 ms | server CPU µs/req | failed | req/s vs hms-host |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        base = "hms-host, no swaps" if r["scenario"] == "swap" else "hms-host"
+        base = {"swap": "hms-host, no swaps", "logging": "hms-host, identity logging"}.get(r["scenario"], "hms-host")
         rel = ratio(results, r["scenario"], r["conns"], r["contender"], base)
         lines.append(f"| {r['scenario']} | {r['conns']} | {r['contender']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | "
                      f"{r['p99_ms']:.3f} | {r['cpu_us']:.0f} | {r['errors']} | {rel:.2f}× |")
@@ -360,7 +379,7 @@ def main():
     p.add_argument("--seconds", type=int, default=10, help="wrk duration per run")
     p.add_argument("--reps", type=int, default=3, help="alternating rounds per comparison")
     p.add_argument("--conns", type=int, nargs="+", default=[1, 32], help="connection counts")
-    p.add_argument("--only", nargs="+", default=["hello", "identity", "seed", "swap", "startup"])
+    p.add_argument("--only", nargs="+", default=["hello", "identity", "logging", "seed", "swap", "startup"])
     p.add_argument("--flask-workers", type=int, default=2, help="gunicorn workers per Flask service")
     p.add_argument("--startup-reps", type=int, default=5)
     args = p.parse_args()
@@ -376,7 +395,8 @@ def main():
             elif name == "swap":
                 swap = bench_swap(results, tmp, args)
             else:
-                {"hello": bench_hello, "identity": bench_identity, "seed": bench_seed}[name](results, tmp, args)
+                {"hello": bench_hello, "identity": bench_identity, "logging": bench_logging,
+                 "seed": bench_seed}[name](results, tmp, args)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     meta = {"time": now, "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
             "seconds": args.seconds, "reps": args.reps, "conns": args.conns,

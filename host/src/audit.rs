@@ -1,6 +1,7 @@
 //! Durable, tamper-evident audit log with group commit.
 //!
-//! Events go to a SQLite database (WAL, `synchronous=FULL`) through one
+//! Events go to a SQLite database (WAL; `synchronous=FULL` by default, see
+//! [`Durability`]) through one
 //! writer thread. [`AuditLog::append`] only queues an event; the writer takes
 //! everything queued at once, inserts it in a single transaction (one fsync
 //! for the whole batch) and only then answers the [`AuditLog::flush`] calls
@@ -232,10 +233,43 @@ impl Drop for Inner {
     }
 }
 
+/// What a flushed event survives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Every group commit is fsynced (`synchronous=FULL`): events survive a
+    /// crash of the process, of the OS and a power loss.
+    #[default]
+    Full,
+    /// Commits reach the OS but are fsynced only at checkpoints (WAL with
+    /// `synchronous=NORMAL`): events survive `kill -9` and any crash of the
+    /// process, but an OS crash or power loss may lose the latest ones.
+    Process,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Durability, String> {
+        match s {
+            "full" => Ok(Durability::Full),
+            "process" => Ok(Durability::Process),
+            other => Err(format!(
+                "unknown durability {other:?} (expected full or process)"
+            )),
+        }
+    }
+}
+
 impl AuditLog {
+    /// Opens (creating if needed) the log at `path` with full durability.
+    pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        AuditLog::open_with(path, Durability::Full)
+    }
+
     /// Opens (creating if needed) the log at `path`, continuing its sequence
     /// and hash chain, and starts the writer thread.
-    pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+    pub fn open_with(path: &Path, durability: Durability) -> Result<AuditLog, AuditError> {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
@@ -249,8 +283,13 @@ impl AuditLog {
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(%mode, "audit log is not in WAL mode");
         }
-        // FULL: a commit is on disk before `flush` resolves.
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        // FULL: a commit is on disk before `flush` resolves. NORMAL (in WAL
+        // mode): it is in the OS's hands, which a process crash cannot undo.
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Process => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
         conn.execute_batch(SCHEMA)?;
         let last: Option<(i64, String)> = conn
             .query_row(

@@ -79,6 +79,11 @@ struct RunArgs {
     /// Lifetime of issued tokens, in seconds.
     #[arg(long, env = "HMS_TOKEN_TTL_SECS", default_value_t = config::DEFAULT_TOKEN_TTL.as_secs())]
     token_ttl_secs: u64,
+    /// What an answered request's audit events survive: `full` (fsync per
+    /// group commit: power loss too) or `process` (kill -9 and process
+    /// crashes, not an OS crash or power loss; much cheaper).
+    #[arg(long, env = "HMS_AUDIT_DURABILITY", default_value = "full")]
+    audit_durability: crate::audit::Durability,
     /// Component instances alive at once, host-wide.
     #[arg(long, env = "HMS_MAX_INSTANCES", default_value_t = config::DEFAULT_MAX_INSTANCES)]
     max_instances: u32,
@@ -273,6 +278,7 @@ async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
             max_instances: args.max_instances,
         },
         token_ttl: Duration::from_secs(args.token_ttl_secs),
+        audit_durability: args.audit_durability,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -41,6 +41,8 @@ pub struct Config {
     pub limits: Limits,
     /// Lifetime of tokens issued by Core auth.
     pub token_ttl: Duration,
+    /// What an audit event survives once its request has been answered.
+    pub audit_durability: crate::audit::Durability,
 }
 
 /// Per-instance sandbox limits.
@@ -76,6 +78,7 @@ impl Config {
             watch: true,
             limits: Limits::default(),
             token_ttl: DEFAULT_TOKEN_TTL,
+            audit_durability: crate::audit::Durability::Full,
         }
     }
 }

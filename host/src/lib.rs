@@ -67,7 +67,8 @@ pub async fn run(
     // Auth creates the data directory (owner-only) when it is missing.
     let auth = Auth::open(data_dir, auth_config)
         .with_context(|| format!("opening Core auth in {}", data_dir.display()))?;
-    let audit = AuditLog::open(&data_dir.join("audit.db")).context("opening the audit log")?;
+    let audit = AuditLog::open_with(&data_dir.join("audit.db"), config.audit_durability)
+        .context("opening the audit log")?;
     let registry = Registry::new(listener.local_addr()?);
     let engine =
         WasmEngine::new(&config.limits, &data_dir.join("cache")).context("starting wasmtime")?;

@@ -15,8 +15,17 @@ const LOAD_FOR: Duration = Duration::from_millis(2500);
 
 #[test]
 fn every_answered_request_has_its_events_after_kill_9() {
+    kill_9_under_load(&[]);
+}
+
+#[test]
+fn with_process_durability_too_answered_requests_keep_their_events_after_kill_9() {
+    kill_9_under_load(&["--audit-durability", "process"]);
+}
+
+fn kill_9_under_load(flags: &[&str]) {
     let data_dir = temp_dir("kill9");
-    let mut host = Host::start_with(&seed_components(), &data_dir, &[]);
+    let mut host = Host::start_with(&seed_components(), &data_dir, flags);
     let answered: Arc<Mutex<Vec<String>>> = Arc::default();
     let client = host.client();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -72,7 +81,7 @@ fn every_answered_request_has_its_events_after_kill_9() {
     );
     drop(host);
 
-    let host = Host::start_with(&seed_components(), &data_dir, &[]);
+    let host = Host::start_with(&seed_components(), &data_dir, flags);
     let mut per_trace: HashMap<String, HashSet<String>> = HashMap::new();
     let mut after = 0;
     loop {

@@ -126,3 +126,21 @@ fn bad_input_to_the_services_gets_json_errors() {
     assert_eq!(r.body["code"], "not_found");
     assert!(r.body["message"].as_str().unwrap().contains("/nowhere"));
 }
+
+#[test]
+fn a_service_that_logs_nothing_answers_without_audit_events() {
+    let host = Host::start(&[component("identity_quiet"), component("report")]);
+    let r = host.post("/reports/identity-check", &json!({"id": "C5"}));
+    assert_eq!(r.body, json!({"report": "ID C5 is verified"}));
+    let trace = r.headers["x-trace-id"].to_str().unwrap();
+    let services: Vec<String> = host
+        .events(&format!("trace={trace}"))
+        .iter()
+        .map(|e| e["service"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        services,
+        ["report-service"],
+        "only report logs in this flow"
+    );
+}
