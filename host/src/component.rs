@@ -10,7 +10,6 @@ use crate::engine::{WasmEngine, digest};
 use crate::registry::validate_service_name;
 use crate::router::Pattern;
 use crate::state::RequestState;
-use std::path::Path;
 use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::{ComponentType, InstancePre, Lift, Linker};
@@ -62,25 +61,6 @@ pub enum LoadError {
 struct ServiceInfo {
     name: String,
     routes: Vec<String>,
-}
-
-/// Loads the component at `path` (see [`load_bytes`]).
-pub async fn load_file(
-    engine: &WasmEngine,
-    linker: &Linker<RequestState>,
-    path: &Path,
-    new_store: impl FnOnce(&str) -> Store<RequestState>,
-) -> Result<Arc<Service>, LoadError> {
-    let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-        file: file.clone(),
-        source,
-    })?;
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
-    load_bytes(engine, linker, &bytes, &file, stem, new_store).await
 }
 
 /// Validates and loads a component: it must be a component, import nothing

@@ -126,11 +126,7 @@ impl Runtime {
             file: file.clone(),
             source,
         })?;
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default();
-        let service = self.load(&bytes, &file, stem).await?;
+        let service = self.load(&bytes, &file, file_stem(path)).await?;
         self.install(service, &bytes, Some(&file), false, "deployed")
     }
 
@@ -154,7 +150,15 @@ impl Runtime {
                 .source_of(name, version)
                 .unwrap_or("upload")
                 .to_string();
-            let bytes = self.record.component(version)?;
+            let bytes = match self.record.component(version) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    // Serve what the files give rather than refuse to start.
+                    let e = DeployError::Record(e);
+                    self.log_rejected(&format!("{name} (restoring {version})"), &e);
+                    continue;
+                }
+            };
             let service = self.load(&bytes, &source, name).await?;
             self.install(service, &bytes, None, true, "restored")?;
         }
@@ -255,11 +259,7 @@ impl Runtime {
     /// used to provide.
     pub async fn deploy_changed_file(&self, path: &Path, bytes: &[u8]) -> Result<(), DeployError> {
         let source = path.display().to_string();
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default();
-        let service = match self.load(bytes, &source, stem).await {
+        let service = match self.load(bytes, &source, file_stem(path)).await {
             Ok(s) => s,
             Err(e) => {
                 let e = DeployError::Load(e);
@@ -571,4 +571,11 @@ fn log_output(core: &Core, caller: &Caller, output: &[u8], level: Level) {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Deploy bookkeeping stays consistent across a panic elsewhere.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The file name without extension: the service name of a plain component.
+fn file_stem(path: &Path) -> &str {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
 }
