@@ -78,12 +78,17 @@ pub async fn load_bytes(
     let file = label.to_string();
     check_header(bytes, &file)?;
     let version = digest(bytes);
-    let component = engine
-        .compile(bytes, &version)
-        .map_err(|e| LoadError::Invalid {
-            file: file.clone(),
-            reason: format!("{e:#}"),
-        })?;
+    // Compiling takes up to hundreds of milliseconds of CPU: move it off the
+    // async worker so the requests queued there keep being served.
+    let compile = || engine.compile(bytes, &version);
+    let compiled = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(compile),
+        _ => compile(),
+    };
+    let component = compiled.map_err(|e| LoadError::Invalid {
+        file: file.clone(),
+        reason: format!("{e:#}"),
+    })?;
     let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
         file: file.clone(),
         reason: format!("{e:#}"),
