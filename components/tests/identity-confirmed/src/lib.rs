@@ -1,45 +1,7 @@
 //! Test guest: identity-service, next version. Same contract as
 //! `components/identity`, but verified citizens are reported as `confirmed`.
 
-use hms_guest::logging::{self, Level};
-use hms_guest::{Request, Response, Service, ServiceInfo, auth};
-use serde::Deserialize;
+const STATUS: &str = "confirmed";
+const LOGS: bool = true;
 
-struct IdentityNext;
-
-#[derive(Deserialize)]
-struct VerifyRequest {
-    id: String,
-}
-
-impl Service for IdentityNext {
-    fn info() -> ServiceInfo {
-        ServiceInfo {
-            name: "identity-service".into(),
-            routes: vec!["/identity/...".into()],
-        }
-    }
-
-    fn handle(req: Request) -> Response {
-        if req.path_only() != "/identity/verify" {
-            return Response::error(404, "not_found", "no such route");
-        }
-        let Some(token) = req.bearer_token() else {
-            return Response::error(401, "unauthorized", "missing token");
-        };
-        if auth::verify(token).is_err() {
-            return Response::error(401, "unauthorized", "invalid token");
-        }
-        let body: VerifyRequest = match req.json() {
-            Ok(body) => body,
-            Err(bad_request) => return bad_request,
-        };
-        logging::log_event(Level::Info, &format!("Confirmed ID {}", body.id));
-        Response::json(
-            200,
-            &hms_guest::serde_json::json!({ "status": "confirmed", "citizen_id": body.id }),
-        )
-    }
-}
-
-hms_guest::service!(IdentityNext);
+include!("variant.rs");
