@@ -29,6 +29,12 @@ impl Service for Identity {
         }
     }
 
+    /// Only report-service may call identity through the host; clients from
+    /// outside still need a valid Core token.
+    fn callers() -> Option<Vec<String>> {
+        Some(vec!["report-service".into()])
+    }
+
     fn handle(req: Request) -> Response {
         match (req.method.as_str(), req.path_only()) {
             ("POST", "/identity/verify") => verify(&req),

@@ -73,6 +73,12 @@ pub trait Service {
     /// Name and routes; the host calls this once when it loads the component.
     fn info() -> ServiceInfo;
 
+    /// The services allowed to call this one through the host, or `None`
+    /// (the default) for any. Others get 403 before [`Service::handle`] runs.
+    fn callers() -> Option<Vec<String>> {
+        None
+    }
+
     /// Answer one request. Called once per incoming request, with the whole
     /// request body already read.
     fn handle(req: Request) -> Response;
@@ -100,6 +106,10 @@ macro_rules! service {
         impl $crate::bindings::exports::hms::core::manifest::Guest for __HmsGuestExports {
             fn describe() -> $crate::ServiceInfo {
                 <$service as $crate::Service>::info()
+            }
+
+            fn callers() -> Option<Vec<String>> {
+                <$service as $crate::Service>::callers()
             }
         }
 
