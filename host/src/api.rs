@@ -43,6 +43,7 @@ pub fn routes() -> Router<Arc<App>> {
                 .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
         .route("/services/{name}/rollback", post(rollback))
+        .route("/services/{name}/stats", get(service_stats))
         .route("/events", get(events))
         .fallback(|| async { ApiError::NotFound("no such Core API endpoint".into()) })
 }
@@ -190,7 +191,7 @@ async fn register_service(
         .runtime
         .core()
         .registry
-        .register_external(&req.name, &req.host, req.port, version, ttl)
+        .register_external(&req.name, &req.host, req.port, version, ttl, None)
         .map_err(registry_error)?;
     Ok((StatusCode::CREATED, Json(json!(entry))))
 }
@@ -250,6 +251,19 @@ async fn list_versions(
 ) -> Result<Json<Value>, ApiError> {
     let versions = app.runtime.versions(&name).map_err(deploy_error)?;
     Ok(Json(json!({ "name": name, "versions": versions })))
+}
+
+/// A deployed service's limits, grants, requests in flight and the count of
+/// every limit it hit (admin).
+async fn service_stats(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    app.runtime
+        .stats(&name)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no service named {name:?} is deployed")))
 }
 
 #[derive(Deserialize, Default)]

@@ -3,7 +3,7 @@
 
 use crate::auth::Auth;
 use crate::client::Client;
-use crate::config::{self, Config, Limits};
+use crate::config::{self, Config, Limits, Sandbox};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use http::Method;
@@ -84,6 +84,11 @@ struct RunArgs {
     /// crashes, not an OS crash or power loss; much cheaper).
     #[arg(long, env = "HMS_AUDIT_DURABILITY", default_value = "full")]
     audit_durability: crate::audit::Durability,
+    /// TOML file of per-service limits and outbound grants: `[defaults]` and
+    /// `[services.NAME]` sections (see the README). Its `[defaults]` apply
+    /// over the limit flags above.
+    #[arg(long, env = "HMS_CONFIG")]
+    config: Option<PathBuf>,
     /// Component instances alive at once, host-wide.
     #[arg(long, env = "HMS_MAX_INSTANCES", default_value_t = config::DEFAULT_MAX_INSTANCES)]
     max_instances: u32,
@@ -266,17 +271,25 @@ async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
             bail!("{}: no such component file", file.display());
         }
     }
+    let mut sandbox = Sandbox {
+        defaults: Limits {
+            memory: args.memory_limit_mb << 20,
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            ..Limits::default()
+        },
+        ..Sandbox::default()
+    };
+    if let Some(path) = &args.config {
+        sandbox.load_file(path).map_err(anyhow::Error::msg)?;
+    }
     let config = Config {
         listen: args.listen,
         data_dir,
         components: args.components,
         components_dirs: args.components_dirs,
         watch: !args.no_watch,
-        limits: Limits {
-            memory: args.memory_limit_mb << 20,
-            request_timeout: Duration::from_millis(args.request_timeout_ms),
-            max_instances: args.max_instances,
-        },
+        sandbox,
+        max_instances: args.max_instances,
         token_ttl: Duration::from_secs(args.token_ttl_secs),
         audit_durability: args.audit_durability,
     };

@@ -9,6 +9,7 @@
 use crate::engine::{WasmEngine, digest};
 use crate::registry::validate_service_name;
 use crate::router::Pattern;
+use crate::sandbox::ServiceGuard;
 use crate::state::RequestState;
 use std::sync::Arc;
 use wasmtime::Store;
@@ -28,6 +29,11 @@ pub struct Service {
     pub routes: Vec<Pattern>,
     /// Where it came from: a file path, or `upload` for the admin API.
     pub source: String,
+    /// Services allowed to call it through the host; `None`: any.
+    pub callers: Option<Vec<String>>,
+    /// Its sandbox: limits, grants, instance slots and counters (shared by
+    /// every version of the service).
+    pub guard: Arc<ServiceGuard>,
     /// Pre-instantiated handler: imports resolved, exports looked up.
     pub pre: ProxyPre<RequestState>,
 }
@@ -66,7 +72,8 @@ struct ServiceInfo {
 /// Validates and loads a component: it must be a component, import nothing
 /// the host lacks, export the HTTP handler, and instantiate without trapping.
 /// `label` names it in messages; `stem` is the service name of a plain
-/// component. `new_store` makes the sandboxed store it is tried in.
+/// component. `new_store` makes the sandboxed store it is tried in, and
+/// `guard_for` the sandbox of the service it turns out to be.
 pub async fn load_bytes(
     engine: &WasmEngine,
     linker: &Linker<RequestState>,
@@ -74,6 +81,7 @@ pub async fn load_bytes(
     label: &str,
     stem: &str,
     new_store: impl FnOnce(&str) -> Store<RequestState>,
+    guard_for: impl FnOnce(&str) -> Arc<ServiceGuard>,
 ) -> Result<Arc<Service>, LoadError> {
     let file = label.to_string();
     check_header(bytes, &file)?;
@@ -101,10 +109,11 @@ pub async fn load_bytes(
 
     // Instantiate once now, so a component that traps while starting is
     // refused at deploy time rather than failing every request.
-    let describe = match component.get_export_index(None, MANIFEST_EXPORT) {
+    let manifest = component.get_export_index(None, MANIFEST_EXPORT);
+    let describe = match &manifest {
         Some(iface) => Some(
             component
-                .get_export_index(Some(&iface), "describe")
+                .get_export_index(Some(iface), "describe")
                 .ok_or_else(|| LoadError::Manifest {
                     file: file.clone(),
                     reason: "no describe function".into(),
@@ -112,6 +121,10 @@ pub async fn load_bytes(
         ),
         None => None,
     };
+    // Optional: components built before `callers` existed allow any caller.
+    let callers_fn = manifest
+        .as_ref()
+        .and_then(|iface| component.get_export_index(Some(iface), "callers"));
     let mut store = new_store(stem);
     let instance = instance_pre
         .instantiate_async(&mut store)
@@ -138,6 +151,29 @@ pub async fn load_bytes(
         }
         None => (stem.to_string(), vec![format!("/{stem}/...")]),
     };
+    let callers = match callers_fn {
+        Some(index) => {
+            let callers: wasmtime::Result<Option<Vec<String>>> = async {
+                let f =
+                    instance.get_typed_func::<(), (Option<Vec<String>>,)>(&mut store, &index)?;
+                let (callers,) = f.call_async(&mut store, ()).await?;
+                Ok(callers)
+            }
+            .await;
+            let callers = callers.map_err(|e| LoadError::Manifest {
+                file: file.clone(),
+                reason: format!("callers() failed: {}", e.root_cause()),
+            })?;
+            for name in callers.iter().flatten() {
+                validate_service_name(name).map_err(|e| LoadError::Manifest {
+                    file: file.clone(),
+                    reason: format!("callers(): {e}"),
+                })?;
+            }
+            callers
+        }
+        None => None,
+    };
     validate_service_name(&name).map_err(|e| LoadError::Manifest {
         file: file.clone(),
         reason: e.to_string(),
@@ -156,11 +192,14 @@ pub async fn load_bytes(
             file: file.clone(),
             reason: e.to_string(),
         })?;
+    let guard = guard_for(&name);
     Ok(Arc::new(Service {
         name,
         version,
         routes,
         source: file,
+        callers,
+        guard,
         pre,
     }))
 }

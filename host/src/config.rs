@@ -1,9 +1,25 @@
 //! Configuration of a host run: one struct, every field documented, defaults
-//! in one place. Built from CLI flags and `HMS_*` environment variables by the
-//! CLI; after start-up nothing reads the environment.
+//! in one place. Built from CLI flags, `HMS_*` environment variables and an
+//! optional TOML file (`--config`) by the CLI; after start-up nothing reads
+//! the environment.
+//!
+//! The file sets sandbox limits and outgoing-HTTP grants: `[defaults]` for
+//! every service, `[services.NAME]` for one service. A service gets the
+//! defaults with its own section's keys laid over them:
+//!
+//! ```toml
+//! [defaults]
+//! request_timeout_ms = 5000
+//!
+//! [services.report-service]
+//! max_concurrency = 16
+//! allow_outbound = ["statistics.example.gov:80"]
+//! ```
 
+use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Default address to serve on: loopback, so a demo is never exposed by accident.
@@ -15,8 +31,19 @@ pub const DEFAULT_DATA_DIR: &str = "hms-data";
 /// Memory one component instance may use. Generous for JSON services (the
 /// example services use ~1-2 MiB) while bounding an allocation bomb.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 64 << 20;
-/// Wall-clock budget of one request inside components, nested calls included.
+/// Wall-clock budget of one request inside a component (its own CPU time is
+/// cut by epoch interruption, its waiting by a timer).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request body a component is handed.
+pub const DEFAULT_MAX_REQUEST_BODY: u64 = 1 << 20;
+/// Largest response body a component may send.
+pub const DEFAULT_MAX_RESPONSE_BODY: u64 = 16 << 20;
+/// Instances of one service running at once; more requests get 503 at once
+/// rather than waiting in an unbounded queue.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 128;
+/// Request headers a component is handed, by count and total bytes.
+pub const DEFAULT_MAX_HEADER_COUNT: usize = 64;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 << 10;
 /// Lifetime of issued tokens: short, so a leaked token is soon useless.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 /// Component instances alive at once across all services; sizes the pooling
@@ -37,24 +64,38 @@ pub struct Config {
     pub components_dirs: Vec<PathBuf>,
     /// Redeploy a component file when it changes; undeploy it when removed.
     pub watch: bool,
-    /// Sandbox limits for every component instance.
-    pub limits: Limits,
+    /// Per-service sandbox limits and grants.
+    pub sandbox: Sandbox,
+    /// Instances alive at once, host-wide (sizes the pooling allocator).
+    pub max_instances: u32,
     /// Lifetime of tokens issued by Core auth.
     pub token_ttl: Duration,
     /// What an audit event survives once its request has been answered.
     pub audit_durability: crate::audit::Durability,
 }
 
-/// Per-instance sandbox limits.
-#[derive(Clone, Debug)]
+/// The sandbox limits of one service's instances.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Limits {
     /// Bytes of linear memory an instance may grow to.
     pub memory: u64,
     /// Wall-clock budget of a request; enforced on guest code by epoch
-    /// interruption and on the response by a timer.
+    /// interruption and on waiting and streaming by a timer.
+    #[serde(serialize_with = "millis")]
     pub request_timeout: Duration,
-    /// Instances alive at once, host-wide.
-    pub max_instances: u32,
+    /// Bytes of request body handed to the component (more: 413).
+    pub max_request_body: u64,
+    /// Bytes of response body the component may send (more: cut off).
+    pub max_response_body: u64,
+    /// Instances of the service running at once (more: 503).
+    pub max_concurrency: u32,
+    /// Request headers, by count and by total bytes (more: 431).
+    pub max_header_count: usize,
+    pub max_header_bytes: usize,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
 }
 
 impl Default for Limits {
@@ -62,8 +103,190 @@ impl Default for Limits {
         Limits {
             memory: DEFAULT_MEMORY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            max_instances: DEFAULT_MAX_INSTANCES,
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            max_response_body: DEFAULT_MAX_RESPONSE_BODY,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            max_header_count: DEFAULT_MAX_HEADER_COUNT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
+    }
+}
+
+/// A `host:port` a service may send HTTP requests to, granted by the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::str::FromStr for Destination {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?}: expected host:port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{s:?}: {port:?} is not a port number"))?;
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+        if !host_ok || port == 0 {
+            return Err(format!("{s:?}: expected host:port"));
+        }
+        Ok(Destination {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+/// What one service may do: its limits and the destinations it may call
+/// beyond the services of this host and registered external services.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grants {
+    pub limits: Limits,
+    pub allow_outbound: Vec<Destination>,
+}
+
+/// Limits and grants for every service: defaults, and sections by name.
+#[derive(Clone, Debug, Default)]
+pub struct Sandbox {
+    /// Limits of a service without a section of its own (CLI flags set these).
+    pub defaults: Limits,
+    /// `[defaults]` of the config file; laid over `defaults`.
+    pub default_section: Section,
+    /// `[services.NAME]` of the config file.
+    pub services: BTreeMap<String, Section>,
+}
+
+/// One section of the config file: every key optional.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    pub memory_mb: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+    pub max_request_body_kb: Option<u64>,
+    pub max_response_body_kb: Option<u64>,
+    pub max_concurrency: Option<u32>,
+    pub max_header_count: Option<usize>,
+    pub max_header_kb: Option<usize>,
+    /// `host:port` destinations the service may call over plain HTTP.
+    #[serde(default)]
+    pub allow_outbound: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    defaults: Section,
+    #[serde(default)]
+    services: BTreeMap<String, Section>,
+}
+
+impl Section {
+    fn apply(&self, limits: &mut Limits) {
+        if let Some(v) = self.memory_mb {
+            limits.memory = v << 20;
+        }
+        if let Some(v) = self.request_timeout_ms {
+            limits.request_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.max_request_body_kb {
+            limits.max_request_body = v << 10;
+        }
+        if let Some(v) = self.max_response_body_kb {
+            limits.max_response_body = v << 10;
+        }
+        if let Some(v) = self.max_concurrency {
+            limits.max_concurrency = v;
+        }
+        if let Some(v) = self.max_header_count {
+            limits.max_header_count = v;
+        }
+        if let Some(v) = self.max_header_kb {
+            limits.max_header_bytes = v << 10;
+        }
+    }
+
+    fn check(&self, name: &str) -> Result<(), String> {
+        let positive = [
+            ("memory_mb", self.memory_mb),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("max_request_body_kb", self.max_request_body_kb),
+            ("max_response_body_kb", self.max_response_body_kb),
+            ("max_concurrency", self.max_concurrency.map(u64::from)),
+            ("max_header_count", self.max_header_count.map(|v| v as u64)),
+            ("max_header_kb", self.max_header_kb.map(|v| v as u64)),
+        ];
+        for (key, value) in positive {
+            if value == Some(0) {
+                return Err(format!("[{name}] {key} must be at least 1"));
+            }
+        }
+        if self.memory_mb.is_some_and(|m| m > 4096) {
+            return Err(format!("[{name}] memory_mb is at most 4096"));
+        }
+        for d in &self.allow_outbound {
+            d.parse::<Destination>()
+                .map_err(|e| format!("[{name}] allow_outbound: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn destinations(&self) -> impl Iterator<Item = Destination> + '_ {
+        self.allow_outbound.iter().filter_map(|d| d.parse().ok())
+    }
+}
+
+impl Sandbox {
+    /// Reads `[defaults]` and `[services.NAME]` sections from a TOML file.
+    pub fn load_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        self.parse(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn parse(&mut self, text: &str) -> Result<(), String> {
+        let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+        file.defaults.check("defaults")?;
+        for (name, section) in &file.services {
+            crate::registry::validate_service_name(name)
+                .map_err(|e| format!("[services.{name}]: {e}"))?;
+            section.check(&format!("services.{name}"))?;
+        }
+        self.default_section = file.defaults;
+        self.services = file.services;
+        Ok(())
+    }
+
+    /// The limits and grants of service `name`.
+    pub fn grants(&self, name: &str) -> Grants {
+        let mut limits = self.defaults.clone();
+        self.default_section.apply(&mut limits);
+        let mut allow_outbound: Vec<Destination> = self.default_section.destinations().collect();
+        if let Some(section) = self.services.get(name) {
+            section.apply(&mut limits);
+            allow_outbound.extend(section.destinations());
+        }
+        Grants {
+            limits,
+            allow_outbound,
+        }
+    }
+
+    /// The most memory any service may have: the size of a pooling slot.
+    pub fn max_memory(&self) -> u64 {
+        let mut most = self.grants("").limits.memory;
+        for name in self.services.keys() {
+            most = most.max(self.grants(name).limits.memory);
+        }
+        most
     }
 }
 
@@ -76,9 +299,60 @@ impl Config {
             components,
             components_dirs: Vec::new(),
             watch: true,
-            limits: Limits::default(),
+            sandbox: Sandbox::default(),
+            max_instances: DEFAULT_MAX_INSTANCES,
             token_ttl: DEFAULT_TOKEN_TTL,
             audit_durability: crate::audit::Durability::Full,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_section_overrides_the_defaults_it_names() {
+        let mut sandbox = Sandbox::default();
+        sandbox
+            .parse(
+                r#"
+                [defaults]
+                request_timeout_ms = 5000
+                allow_outbound = ["stats.example.gov:80"]
+
+                [services.report-service]
+                max_concurrency = 4
+                memory_mb = 128
+                allow_outbound = ["[::1]:9000"]
+                "#,
+            )
+            .unwrap();
+        let other = sandbox.grants("identity-service");
+        assert_eq!(other.limits.request_timeout, Duration::from_secs(5));
+        assert_eq!(other.limits.max_concurrency, DEFAULT_MAX_CONCURRENCY);
+        assert_eq!(other.allow_outbound.len(), 1);
+        let report = sandbox.grants("report-service");
+        assert_eq!(report.limits.request_timeout, Duration::from_secs(5));
+        assert_eq!(report.limits.max_concurrency, 4);
+        assert_eq!(report.limits.memory, 128 << 20);
+        assert_eq!(
+            report.allow_outbound[1],
+            Destination {
+                host: "::1".into(),
+                port: 9000
+            }
+        );
+        assert_eq!(sandbox.max_memory(), 128 << 20);
+    }
+
+    #[test]
+    fn mistakes_in_the_file_are_named() {
+        let err = |text: &str| Sandbox::default().parse(text).unwrap_err();
+        assert!(err("[defaults]\nmemory_mib = 3").contains("memory_mib"));
+        assert!(err("[services.Bad_Name]\nmax_concurrency = 1").contains("Bad_Name"));
+        assert!(err("[services.x]\nmax_concurrency = 0").contains("max_concurrency"));
+        assert!(err("[defaults]\nallow_outbound = [\"nohost\"]").contains("host:port"));
+        assert!(err("[defaults]\nallow_outbound = [\"h:99999\"]").contains("port"));
     }
 }

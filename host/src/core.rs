@@ -127,10 +127,14 @@ impl wit_registry::Host for CoreCtx {
         host: String,
         port: u16,
     ) -> Result<(), wit_registry::RegistryError> {
-        let registered = self
-            .core
-            .registry
-            .register_external(&name, &host, port, "external", None);
+        let registered = self.core.registry.register_external(
+            &name,
+            &host,
+            port,
+            "external",
+            None,
+            Some(&self.caller.service),
+        );
         match registered {
             Ok(e) => {
                 let msg = format!("registered external service {} at {}", e.name, e.url);

@@ -2,7 +2,6 @@
 //! a ticker thread, and compiled components cached on disk so a restart does
 //! not recompile.
 
-use crate::config::Limits;
 use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -25,15 +24,21 @@ pub struct WasmEngine {
 }
 
 impl WasmEngine {
-    /// Builds the engine; compiled artifacts are cached under `cache_dir`.
-    pub fn new(limits: &Limits, cache_dir: &Path) -> anyhow::Result<WasmEngine> {
+    /// Builds the engine for up to `max_instances` instances alive at once,
+    /// none with more than `max_memory` bytes of linear memory; compiled
+    /// artifacts are cached under `cache_dir`.
+    pub fn new(
+        max_instances: u32,
+        max_memory: u64,
+        cache_dir: &Path,
+    ) -> anyhow::Result<WasmEngine> {
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(limits.max_instances)
-            .total_core_instances(limits.max_instances * 4)
-            .total_memories(limits.max_instances * 2)
-            .total_tables(limits.max_instances * 4)
-            .total_stacks(limits.max_instances)
-            .max_memory_size(limits.memory as usize);
+        pool.total_component_instances(max_instances)
+            .total_core_instances(max_instances * 4)
+            .total_memories(max_instances * 2)
+            .total_tables(max_instances * 4)
+            .total_stacks(max_instances)
+            .max_memory_size(max_memory as usize);
         let mut config = Config::new();
         config
             .epoch_interruption(true)

@@ -18,15 +18,27 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    #[error("{0}")]
     Unavailable(String),
+    /// Every instance slot of a service is in use: retry in a moment.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Timeout(String),
+    /// A component's response broke its limits.
+    #[error("{0}")]
+    ResponseTooLarge(String),
     /// A component trapped or answered with an error instead of a response.
     #[error("{0}")]
     ComponentFailed(String),
@@ -41,11 +53,15 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::ResponseTooLarge(_) => StatusCode::BAD_GATEWAY,
             ApiError::ComponentFailed(_) | ApiError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -57,13 +73,26 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Busy(_) => "busy",
             ApiError::Timeout(_) => "timeout",
+            ApiError::ResponseTooLarge(_) => "response_too_large",
             ApiError::ComponentFailed(_) => "component_failed",
             ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for errors that pass.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Busy(_) => Some(1),
+            _ => None,
         }
     }
 
@@ -81,9 +110,13 @@ impl ApiError {
         let body = Full::new(self.body())
             .map_err(|never| match never {})
             .boxed_unsync();
-        http::Response::builder()
+        let mut response = http::Response::builder()
             .status(self.status())
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(secs) = self.retry_after() {
+            response = response.header(http::header::RETRY_AFTER, secs);
+        }
+        response
             .body(body)
             .expect("static response parts are valid")
     }
@@ -91,12 +124,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status(),
             [(http::header::CONTENT_TYPE, "application/json")],
             self.body(),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

@@ -5,8 +5,9 @@
 //! - Contract and Core: [`bindings`] (the WIT), [`core`] (WIT glue), [`auth`],
 //!   [`audit`], [`registry`].
 //! - Running components: [`engine`], [`component`] (loading), [`state`]
-//!   (per-request store), [`dispatch`] (outgoing HTTP policy), [`runtime`]
-//!   (deployed services and invocation), [`router`], [`trace`].
+//!   (per-request store), [`sandbox`] (per-service limits), [`dispatch`]
+//!   (outgoing HTTP policy), [`runtime`] (deployed services and
+//!   invocation), [`router`], [`trace`].
 //! - HTTP front: [`server`], [`api`] (Core API under `/_hms`), [`error`].
 //! - Operators: [`config`], [`client`], [`cli`].
 
@@ -27,6 +28,7 @@ pub mod error;
 pub mod registry;
 pub mod router;
 pub mod runtime;
+pub mod sandbox;
 pub mod server;
 pub mod state;
 pub mod trace;
@@ -70,8 +72,12 @@ pub async fn run(
     let audit = AuditLog::open_with(&data_dir.join("audit.db"), config.audit_durability)
         .context("opening the audit log")?;
     let registry = Registry::new(listener.local_addr()?);
-    let engine =
-        WasmEngine::new(&config.limits, &data_dir.join("cache")).context("starting wasmtime")?;
+    let engine = WasmEngine::new(
+        config.max_instances,
+        config.sandbox.max_memory(),
+        &data_dir.join("cache"),
+    )
+    .context("starting wasmtime")?;
     let core = Core {
         auth: Arc::new(auth),
         audit: audit.clone(),
@@ -79,7 +85,7 @@ pub async fn run(
     };
     let record = Deployments::open(data_dir).context("opening the deployment record")?;
     let before = record.snapshot();
-    let runtime = Runtime::new(engine, core, config.limits.clone(), record)?;
+    let runtime = Runtime::new(engine, core, config.sandbox.clone(), record)?;
     let app = App::new(runtime.clone());
 
     // Serve at once (health answers "loading") while components compile.

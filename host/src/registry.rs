@@ -77,6 +77,11 @@ pub struct Entry {
     /// Unix seconds after which an external registration lapses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// The component that registered this external service; absent when an
+    /// operator did (admin API). Components can only be sent to addresses
+    /// registered by a component if those are public (see `dispatch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registered_by: Option<String>,
 }
 
 /// The registry. Cheap to share behind an `Arc`.
@@ -119,13 +124,16 @@ impl Registry {
             routes,
             registered_at: unix_secs(),
             expires_at: None,
+            registered_by: None,
         };
         self.update(|map| {
             map.insert(name.to_string(), entry);
         });
     }
 
-    /// Registers an external service for `ttl` (`None`: until removed).
+    /// Registers an external service for `ttl` (`None`: until removed), on
+    /// behalf of component `by`, or of an operator (`None`). A component
+    /// cannot take over a name that an operator or another component holds.
     pub fn register_external(
         &self,
         name: &str,
@@ -133,6 +141,7 @@ impl Registry {
         port: u16,
         version: &str,
         ttl: Option<Duration>,
+        by: Option<&str>,
     ) -> Result<Entry, RegistryError> {
         validate_service_name(name)?;
         let host_ok = !host.is_empty()
@@ -145,7 +154,9 @@ impl Registry {
                 "{host:?} port {port}"
             )));
         }
-        if self.get(name).is_some_and(|e| e.kind == Kind::Component) {
+        if let Some(e) = self.get(name)
+            && (e.kind == Kind::Component || (by.is_some() && e.registered_by.as_deref() != by))
+        {
             return Err(RegistryError::NameTaken(name.to_string()));
         }
         let registered_at = unix_secs();
@@ -164,6 +175,7 @@ impl Registry {
             routes: Vec::new(),
             registered_at,
             expires_at: ttl.map(|t| registered_at + t.as_secs().max(1)),
+            registered_by: by.map(str::to_string),
         };
         let stored = entry.clone();
         self.update(move |map| {
@@ -204,17 +216,23 @@ impl Registry {
             .collect()
     }
 
-    /// Whether an outgoing request to `host:port` targets a live external
-    /// registration (the only non-local destinations components may reach).
-    pub fn is_external_endpoint(&self, host: &str, port: u16) -> bool {
+    /// The live external registration at `host:port`, if any (preferring
+    /// one an operator made).
+    pub fn external_endpoint(&self, host: &str, port: u16) -> Option<Entry> {
         let now = unix_secs();
-        self.entries.load().values().any(|e| {
-            e.kind == Kind::External
-                && e.port == port
-                && e.host
-                    .eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']'))
-                && e.expires_at.is_none_or(|t| t > now)
-        })
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let entries = self.entries.load();
+        let mut found: Vec<&Entry> = entries
+            .values()
+            .filter(|e| {
+                e.kind == Kind::External
+                    && e.port == port
+                    && e.host.eq_ignore_ascii_case(host)
+                    && e.expires_at.is_none_or(|t| t > now)
+            })
+            .collect();
+        found.sort_by_key(|e| e.registered_by.is_some());
+        found.first().map(|e| (*e).clone())
     }
 
     fn update(&self, f: impl FnOnce(&mut BTreeMap<String, Entry>)) {
@@ -278,24 +296,29 @@ mod tests {
         let r = registry();
         r.register_component("identity-service", "v", vec![]);
         assert_eq!(
-            r.register_external("identity-service", "evil.example", 80, "1", None)
+            r.register_external("identity-service", "evil.example", 80, "1", None, None)
                 .unwrap_err(),
             RegistryError::NameTaken("identity-service".into())
         );
         let e = r
-            .register_external("legacy-db", "10.1.2.3", 5432, "9.6", None)
+            .register_external("legacy-db", "10.1.2.3", 5432, "9.6", None, None)
             .unwrap();
         assert_eq!(e.url, "http://10.1.2.3:5432");
-        assert!(r.is_external_endpoint("10.1.2.3", 5432));
-        assert!(!r.is_external_endpoint("10.1.2.3", 5433));
-        let v6 = r.register_external("v6", "::1", 81, "1", None).unwrap();
+        assert!(r.external_endpoint("10.1.2.3", 5432).is_some());
+        assert!(r.external_endpoint("10.1.2.3", 5433).is_none());
+        let v6 = r
+            .register_external("v6", "::1", 81, "1", None, None)
+            .unwrap();
         assert_eq!(v6.url, "http://[::1]:81");
-        assert!(r.is_external_endpoint("[::1]", 81));
-        assert!(r.register_external("bad", "", 80, "1", None).is_err());
-        assert!(r.register_external("bad", "host/x", 80, "1", None).is_err());
-        assert!(r.register_external("bad", "h", 0, "1", None).is_err());
+        assert!(r.external_endpoint("[::1]", 81).is_some());
+        assert!(r.register_external("bad", "", 80, "1", None, None).is_err());
+        assert!(
+            r.register_external("bad", "host/x", 80, "1", None, None)
+                .is_err()
+        );
+        assert!(r.register_external("bad", "h", 0, "1", None, None).is_err());
         assert!(matches!(
-            r.register_external("Bad", "h", 1, "1", None),
+            r.register_external("Bad", "h", 1, "1", None, None),
             Err(RegistryError::InvalidName(_))
         ));
         assert_eq!(r.list().len(), 3);
@@ -308,10 +331,34 @@ mod tests {
     }
 
     #[test]
+    fn a_component_cannot_take_over_a_name_it_did_not_register() {
+        let r = registry();
+        r.register_external("stats", "10.0.0.1", 80, "1", None, None)
+            .unwrap();
+        let taken = r.register_external("stats", "203.0.113.9", 80, "1", None, Some("evil"));
+        assert_eq!(taken.unwrap_err(), RegistryError::NameTaken("stats".into()));
+        r.register_external("mine", "203.0.113.9", 80, "1", None, Some("a"))
+            .unwrap();
+        assert!(
+            r.register_external("mine", "203.0.113.10", 80, "2", None, Some("b"))
+                .is_err()
+        );
+        let renewed = r.register_external("mine", "203.0.113.10", 80, "2", None, Some("a"));
+        assert_eq!(renewed.unwrap().registered_by.as_deref(), Some("a"));
+        // An operator may always replace a registration.
+        r.register_external("mine", "10.0.0.2", 80, "3", None, None)
+            .unwrap();
+        assert_eq!(
+            r.external_endpoint("10.0.0.2", 80).unwrap().registered_by,
+            None
+        );
+    }
+
+    #[test]
     fn registrations_lapse_after_their_ttl() {
         let r = registry();
         let e = r
-            .register_external("svc", "h", 1, "1", Some(Duration::from_secs(30)))
+            .register_external("svc", "h", 1, "1", Some(Duration::from_secs(30)), None)
             .unwrap();
         assert_eq!(e.expires_at, Some(e.registered_at + 30));
         assert!(r.get("svc").is_some());
@@ -319,6 +366,6 @@ mod tests {
         r.update(|m| m.get_mut("svc").unwrap().expires_at = Some(unix_secs() - 1));
         assert!(r.get("svc").is_none());
         assert!(r.list().is_empty());
-        assert!(!r.is_external_endpoint("h", 1));
+        assert!(r.external_endpoint("h", 1).is_none());
     }
 }

@@ -7,19 +7,24 @@
 
 use crate::audit::Level;
 use crate::component::{self, LoadError, Service};
-use crate::config::Limits;
+use crate::config::{Limits, Sandbox};
 use crate::core::{Caller, Core, HOST_SERVICE};
 use crate::deployments::{Deployments, State, VersionRecord};
 use crate::dispatch::{BoxFuture, Dispatch};
 use crate::engine::WasmEngine;
 use crate::error::ApiError;
 use crate::router::{RouteError, RouteTable};
+use crate::sandbox::{Counter, GuardedBody, ServiceGuard, Violation, content_length};
 use crate::state::RequestState;
 use crate::trace::Trace;
 use arc_swap::ArcSwap;
-use std::collections::BTreeMap;
+use http_body_util::BodyExt;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::time::Instant;
 use wasmtime::Store;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::WasiBody;
@@ -29,6 +34,11 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 /// Lines of captured stdout/stderr logged per request, so a chatty guest
 /// cannot flood the audit log.
 const MAX_OUTPUT_LINES: usize = 64;
+
+/// How long a guest may run past its request's deadline before its task is
+/// stopped: the response guard fails a stream still running at the deadline
+/// first, so a response cut short never looks complete to the client.
+const STOP_GRACE: Duration = Duration::from_millis(100);
 
 /// Deployed services and their routes: one immutable snapshot.
 #[derive(Default)]
@@ -42,7 +52,11 @@ pub struct Runtime {
     engine: WasmEngine,
     linker: Linker<RequestState>,
     core: Core,
-    limits: Limits,
+    /// Limits and grants by service name, from configuration.
+    sandbox: Sandbox,
+    /// Each service's sandbox, created at its first deploy and kept across
+    /// versions (its slots and counters belong to the name).
+    guards: Mutex<HashMap<String, Arc<ServiceGuard>>>,
     deployed: ArcSwap<Deployment>,
     /// Serialises deploys (never requests).
     deploying: Mutex<()>,
@@ -92,7 +106,7 @@ impl Runtime {
     pub fn new(
         engine: WasmEngine,
         core: Core,
-        limits: Limits,
+        sandbox: Sandbox,
         record: Deployments,
     ) -> anyhow::Result<Arc<Runtime>> {
         let mut linker = Linker::new(engine.engine());
@@ -105,7 +119,8 @@ impl Runtime {
             engine,
             linker,
             core,
-            limits,
+            sandbox,
+            guards: Mutex::new(HashMap::new()),
             deployed: ArcSwap::from_pointee(Deployment::default()),
             deploying: Mutex::new(()),
             record,
@@ -247,9 +262,15 @@ impl Runtime {
     }
 
     async fn load(&self, bytes: &[u8], label: &str, stem: &str) -> Result<Arc<Service>, LoadError> {
-        component::load_bytes(&self.engine, &self.linker, bytes, label, stem, |n| {
-            self.probe_store(n)
-        })
+        component::load_bytes(
+            &self.engine,
+            &self.linker,
+            bytes,
+            label,
+            stem,
+            |n| self.probe_store(n),
+            |n| self.guard(n),
+        )
         .await
     }
 
@@ -336,13 +357,34 @@ impl Runtime {
         true
     }
 
-    /// A store for trying a component at load time.
+    /// A store for trying a component at load time, with the limits of the
+    /// service its file name suggests (its own counters stay untouched).
     fn probe_store(&self, name: &str) -> Store<RequestState> {
-        self.new_store(Caller {
+        let caller = Caller {
             service: name.into(),
             trace: Trace::from_traceparent(None),
             depth: 0,
-        })
+        };
+        let guard = Arc::new(ServiceGuard::new(self.sandbox.grants(name)));
+        self.new_store(caller, guard)
+    }
+
+    /// The sandbox of service `name`, created on first use.
+    fn guard(&self, name: &str) -> Arc<ServiceGuard> {
+        lock(&self.guards)
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(ServiceGuard::new(self.sandbox.grants(name))))
+            .clone()
+    }
+
+    /// Limits, grants and counters of a deployed service.
+    pub fn stats(&self, name: &str) -> Option<serde_json::Value> {
+        let service = self.deployed.load().services.get(name).cloned()?;
+        let mut stats = service.guard.stats();
+        stats["name"] = name.into();
+        stats["version"] = service.version.clone().into();
+        stats["callers"] = serde_json::json!(service.callers);
+        Some(stats)
     }
 
     /// Publishes `service` in a new routing snapshot. With `replace`, it
@@ -433,25 +475,79 @@ impl Runtime {
         self.deployed.load().services.keys().cloned().collect()
     }
 
-    fn new_store(&self, caller: Caller) -> Store<RequestState> {
+    fn new_store(&self, caller: Caller, guard: Arc<ServiceGuard>) -> Store<RequestState> {
         let dispatch: Arc<dyn Dispatch> =
             self.this.upgrade().expect("runtime is alive while serving");
-        let state = RequestState::new(self.core.clone(), caller, dispatch, self.limits.memory);
+        let timeout = guard.grants.limits.request_timeout + STOP_GRACE;
+        let state = RequestState::new(self.core.clone(), caller, dispatch, guard);
         let mut store = Store::new(self.engine.engine(), state);
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(WasmEngine::deadline_ticks(self.limits.request_timeout));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(WasmEngine::deadline_ticks(timeout));
         store
     }
 
     /// Runs `req` in a fresh instance of `service` as `caller` and returns its
-    /// response; failures become JSON error responses and Core log events.
+    /// response. The service's limits apply: a free instance slot (else 503),
+    /// header and body sizes (431, 413), memory, and the deadline (504, or a
+    /// response stream cut off). Failures become JSON error responses, and
+    /// are logged and counted for the service.
     pub async fn invoke(
         &self,
         service: Arc<Service>,
         req: http::Request<WasiBody>,
         caller: Caller,
     ) -> http::Response<WasiBody> {
-        let mut store = self.new_store(caller.clone());
+        let guard = service.guard.clone();
+        let limits = guard.grants.limits.clone();
+        guard.count(Counter::Requests);
+        let Some(permit) = guard.try_enter() else {
+            guard.count(Counter::Busy);
+            return ApiError::Busy(format!(
+                "{} is already serving its limit of {} requests",
+                service.name, limits.max_concurrency
+            ))
+            .into_wasi_response();
+        };
+        if let Err(why) = guard.check_headers(req.headers()) {
+            guard.count(Counter::HeadersTooLarge);
+            return ApiError::HeadersTooLarge(format!("{}: {why}", service.name))
+                .into_wasi_response();
+        }
+        if let Some(n) = content_length(req.headers()).filter(|n| *n > limits.max_request_body) {
+            guard.count(Counter::BodyTooLarge);
+            return ApiError::PayloadTooLarge(format!(
+                "{}: a request body of {n} bytes; at most {} are accepted",
+                service.name, limits.max_request_body
+            ))
+            .into_wasi_response();
+        }
+        let report = Report {
+            core: self.core.clone(),
+            caller: caller.clone(),
+            guard: guard.clone(),
+            timeout_reported: Arc::new(AtomicBool::new(false)),
+        };
+        let body_too_large = Arc::new(AtomicBool::new(false));
+        let req = {
+            let (flag, report) = (body_too_large.clone(), report.clone());
+            let limit = limits.max_request_body;
+            req.map(|body| {
+                GuardedBody::request(
+                    body,
+                    limit,
+                    Box::new(move |_| {
+                        flag.store(true, Ordering::Relaxed);
+                        report.limit_hit(
+                            Counter::BodyTooLarge,
+                            format!("request body over its limit of {limit} bytes"),
+                        );
+                    }),
+                )
+                .boxed_unsync()
+            })
+        };
+        let deadline = Instant::now() + limits.request_timeout;
+        let mut store = self.new_store(caller, guard.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let resources = {
             let mut http = store.data_mut().http();
@@ -462,72 +558,218 @@ impl Runtime {
             Ok(r) => r,
             Err(e) => return ApiError::BadRequest(format!("{e:#}")).into_wasi_response(),
         };
-        let core = self.core.clone();
         let task_service = service.clone();
+        let task_report = report.clone();
+        let task_limits = limits.clone();
         // The guest runs in its own task: it may keep streaming the body after
-        // the response head has been handed back.
+        // the response head has been handed back. The task holds the
+        // instance slot, and stops the guest shortly after the deadline even
+        // if it is waiting in a host call, where epochs cannot interrupt it.
         let task = tokio::spawn(async move {
-            let result = async {
+            let _slot = permit;
+            let run = async {
                 let proxy = task_service.pre.instantiate_async(&mut store).await?;
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
                     .await
-            }
-            .await;
-            let caller = store.data().caller().clone();
+            };
+            let outcome = match tokio::time::timeout_at(deadline + STOP_GRACE, run).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Failure::of(&e, store.data())),
+                Err(_) => Err(Failure::Timeout),
+            };
             let (stdout, stderr) = store.data().captured_output();
-            log_output(&core, &caller, &stdout, Level::Info);
-            log_output(&core, &caller, &stderr, Level::Warn);
-            if let Err(e) = &result {
-                let what = match e.downcast_ref::<wasmtime::Trap>() {
-                    Some(wasmtime::Trap::Interrupt) => "exceeded its time limit".to_string(),
-                    Some(trap) => format!("trapped: {trap}"),
-                    None => format!("failed: {e:#}"),
-                };
-                core.log(
-                    &caller.service,
-                    &caller.trace,
-                    Level::Error,
-                    format!("request {what}"),
-                );
+            log_output(&task_report, &stdout, Level::Info);
+            log_output(&task_report, &stderr, Level::Warn);
+            if let Err(failure) = &outcome {
+                task_report.failure(failure, &task_limits);
             }
-            result
+            outcome
         });
-        let timeout = self.limits.request_timeout;
-        match tokio::time::timeout(timeout, rx).await {
+        let response = match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(Ok(response))) => response,
             Ok(Ok(Err(code))) => {
                 let msg = format!("{} answered with error {code:?}", service.name);
-                ApiError::ComponentFailed(msg).into_wasi_response()
+                return ApiError::ComponentFailed(msg).into_wasi_response();
             }
             // The guest dropped the response outparam: see how its task ended.
             Ok(Err(_)) => {
-                let why = match task.await {
-                    Ok(Ok(())) => "returned without setting a response".to_string(),
-                    Ok(Err(e)) => match e.downcast_ref::<wasmtime::Trap>() {
-                        Some(wasmtime::Trap::Interrupt) => {
-                            return ApiError::Timeout(format!(
-                                "{} exceeded its time limit",
-                                service.name
-                            ))
-                            .into_wasi_response();
-                        }
-                        Some(trap) => format!("trapped: {trap}"),
-                        None => "failed".to_string(),
-                    },
-                    Err(join) => format!("panicked: {join}"),
+                let error = match task.await {
+                    Ok(Ok(())) => ApiError::ComponentFailed(format!(
+                        "{} returned without setting a response",
+                        service.name
+                    )),
+                    Ok(Err(failure)) => failure.into_api_error(&service.name, &limits),
+                    Err(join) => {
+                        ApiError::ComponentFailed(format!("{} panicked: {join}", service.name))
+                    }
                 };
-                ApiError::ComponentFailed(format!("{} {why}", service.name)).into_wasi_response()
+                return if body_too_large.load(Ordering::Relaxed) {
+                    body_limit_error(&service.name, &limits)
+                } else {
+                    error.into_wasi_response()
+                };
             }
             Err(_) => {
-                task.abort();
-                let msg = format!("{} did not answer within {timeout:?}", service.name);
-                self.core
-                    .log(&caller.service, &caller.trace, Level::Error, msg.clone());
-                ApiError::Timeout(msg).into_wasi_response()
+                report.timeout(&format!(
+                    "did not answer within {:?}",
+                    limits.request_timeout
+                ));
+                return Failure::Timeout
+                    .into_api_error(&service.name, &limits)
+                    .into_wasi_response();
             }
+        };
+        if body_too_large.load(Ordering::Relaxed) {
+            // The component read past the limit and answered regardless.
+            return body_limit_error(&service.name, &limits);
         }
+        if let Some(n) =
+            content_length(response.headers()).filter(|n| *n > limits.max_response_body)
+        {
+            report.limit_hit(
+                Counter::ResponseTooLarge,
+                format!(
+                    "response of {n} bytes refused; the limit is {} bytes",
+                    limits.max_response_body
+                ),
+            );
+            return ApiError::ResponseTooLarge(format!(
+                "{} answered with {n} bytes; at most {} are allowed",
+                service.name, limits.max_response_body
+            ))
+            .into_wasi_response();
+        }
+        let limit = limits.max_response_body;
+        response.map(|body| {
+            GuardedBody::response(
+                body,
+                limit,
+                deadline,
+                Box::new(move |violation| match violation {
+                    Violation::TooLarge(n) => report.limit_hit(
+                        Counter::ResponseTooLarge,
+                        format!("response body cut off at its limit of {n} bytes"),
+                    ),
+                    Violation::Deadline => {
+                        report.timeout("response still streaming at its time limit; cut off")
+                    }
+                }),
+            )
+            .boxed_unsync()
+        })
+    }
+}
+
+fn body_limit_error(service: &str, limits: &Limits) -> http::Response<WasiBody> {
+    ApiError::PayloadTooLarge(format!(
+        "{service}: request body over {} bytes",
+        limits.max_request_body
+    ))
+    .into_wasi_response()
+}
+
+/// How a component's request ended badly.
+#[derive(Debug)]
+enum Failure {
+    Timeout,
+    MemoryLimit,
+    Trap(String),
+    /// Every pooled instance slot of the host is taken.
+    HostBusy,
+    Other(String),
+}
+
+impl Failure {
+    fn of(error: &wasmtime::Error, state: &RequestState) -> Failure {
+        if state.memory_limit_hit() {
+            return Failure::MemoryLimit;
+        }
+        if error.is::<wasmtime::PoolConcurrencyLimitError>() {
+            return Failure::HostBusy;
+        }
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => Failure::Timeout,
+            Some(trap) => Failure::Trap(trap.to_string()),
+            None => Failure::Other(format!("{:#}", error)),
+        }
+    }
+
+    fn describe(&self, limits: &Limits) -> String {
+        match self {
+            Failure::Timeout => format!("exceeded its time limit of {:?}", limits.request_timeout),
+            Failure::MemoryLimit => {
+                format!("exceeded its memory limit of {} MiB", limits.memory >> 20)
+            }
+            Failure::Trap(trap) => format!("trapped: {trap}"),
+            Failure::HostBusy => {
+                "could not start: every instance slot of the host is in use".into()
+            }
+            Failure::Other(e) => format!("failed: {e}"),
+        }
+    }
+
+    fn counter(&self) -> Option<Counter> {
+        match self {
+            Failure::Timeout => Some(Counter::Timeout),
+            Failure::MemoryLimit => Some(Counter::MemoryLimit),
+            Failure::Trap(_) => Some(Counter::Trap),
+            Failure::HostBusy => Some(Counter::Busy),
+            Failure::Other(_) => None,
+        }
+    }
+
+    fn into_api_error(self, service: &str, limits: &Limits) -> ApiError {
+        let msg = format!("{service} {}", self.describe(limits));
+        match self {
+            Failure::Timeout => ApiError::Timeout(msg),
+            Failure::HostBusy => ApiError::Busy(msg),
+            _ => ApiError::ComponentFailed(msg),
+        }
+    }
+}
+
+/// Logs and counts what happens to one request, for its service.
+#[derive(Clone)]
+struct Report {
+    core: Core,
+    caller: Caller,
+    guard: Arc<ServiceGuard>,
+    /// A timeout is seen by both the response wait and the guest's task;
+    /// whichever sees it first reports it.
+    timeout_reported: Arc<AtomicBool>,
+}
+
+impl Report {
+    fn log(&self, level: Level, message: String) {
+        self.core
+            .log(&self.caller.service, &self.caller.trace, level, message);
+    }
+
+    fn limit_hit(&self, counter: Counter, message: String) {
+        self.guard.count(counter);
+        self.log(Level::Warn, message);
+    }
+
+    fn timeout(&self, what: &str) {
+        if !self.timeout_reported.swap(true, Ordering::Relaxed) {
+            self.guard.count(Counter::Timeout);
+            self.log(Level::Error, format!("request {what}"));
+        }
+    }
+
+    fn failure(&self, failure: &Failure, limits: &Limits) {
+        if let Failure::Timeout = failure {
+            return self.timeout(&failure.describe(limits));
+        }
+        if let Some(counter) = failure.counter() {
+            self.guard.count(counter);
+        }
+        self.log(
+            Level::Error,
+            format!("request {}", failure.describe(limits)),
+        );
     }
 }
 
@@ -544,6 +786,27 @@ impl Dispatch for Runtime {
                 let msg = format!("no service serves {}", req.uri().path());
                 return ApiError::NotFound(msg).into_wasi_response();
             };
+            // The caller policy the service declared, against the identity
+            // the host stamped on the calling instance.
+            if let Some(allowed) = &service.callers
+                && !allowed.iter().any(|a| **a == *caller.service)
+            {
+                service.guard.count(Counter::ForbiddenCaller);
+                let msg = format!(
+                    "refused a call from {}: only {} may call {}",
+                    caller.service,
+                    allowed.join(", "),
+                    service.name
+                );
+                runtime
+                    .core
+                    .log(&service.name, &caller.trace, Level::Warn, msg);
+                return ApiError::Forbidden(format!(
+                    "{} may not call {}",
+                    caller.service, service.name
+                ))
+                .into_wasi_response();
+            }
             let callee = Caller {
                 service: service.name.as_str().into(),
                 trace: caller.trace.clone(),
@@ -554,7 +817,7 @@ impl Dispatch for Runtime {
     }
 }
 
-fn log_output(core: &Core, caller: &Caller, output: &[u8], level: Level) {
+fn log_output(report: &Report, output: &[u8], level: Level) {
     if output.is_empty() {
         return;
     }
@@ -564,7 +827,7 @@ fn log_output(core: &Core, caller: &Caller, output: &[u8], level: Level) {
         .filter(|l| !l.trim().is_empty())
         .take(MAX_OUTPUT_LINES)
     {
-        core.log(&caller.service, &caller.trace, level, line.to_string());
+        report.log(level, line.to_string());
     }
 }
 

@@ -4,9 +4,9 @@
 
 use crate::core::{Caller, Core, CoreCtx, HasCore};
 use crate::dispatch::{Dispatch, Outgoing};
+use crate::sandbox::{MemoryLimiter, ServiceGuard};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -20,7 +20,7 @@ pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limiter: MemoryLimiter,
     outgoing: Outgoing,
     core: CoreCtx,
     stdout: MemoryOutputPipe,
@@ -29,12 +29,13 @@ pub struct RequestState {
 
 impl RequestState {
     /// Fresh state for `caller`: no environment, arguments, directories or
-    /// sockets; stdout and stderr captured; memory capped at `memory` bytes.
+    /// sockets; stdout and stderr captured; memory capped, and outgoing HTTP
+    /// allowed, as the service's `guard` says.
     pub fn new(
         core: Core,
         caller: Caller,
         dispatch: Arc<dyn Dispatch>,
-        memory: u64,
+        guard: Arc<ServiceGuard>,
     ) -> RequestState {
         let stdout = MemoryOutputPipe::new(CAPTURE_LIMIT);
         let stderr = MemoryOutputPipe::new(CAPTURE_LIMIT);
@@ -46,13 +47,12 @@ impl RequestState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory as usize)
-                .build(),
+            limiter: MemoryLimiter::new(guard.grants.limits.memory),
             outgoing: Outgoing {
                 dispatch,
                 core: core.clone(),
                 caller: caller.clone(),
+                guard,
             },
             core: CoreCtx { core, caller },
             stdout,
@@ -63,6 +63,11 @@ impl RequestState {
     /// Whom this invocation runs as.
     pub fn caller(&self) -> &Caller {
         &self.core.caller
+    }
+
+    /// Whether the instance tried to grow past its memory limit.
+    pub fn memory_limit_hit(&self) -> bool {
+        self.limiter.hit()
     }
 
     /// What the guest wrote to stdout and stderr.

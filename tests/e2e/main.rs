@@ -6,5 +6,6 @@ mod durability;
 mod hot_swap;
 mod lifecycle;
 mod loading;
+mod sandbox;
 mod seed_flow;
 mod watch;
