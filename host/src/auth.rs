@@ -11,6 +11,9 @@
 //! * The **admin credential** (`hmsadmin_…`) lives in `data_dir/admin.token`
 //!   and guards the management API; see [`Auth::check_admin`].
 //!
+//! Secrets (API keys, tokens, the admin credential) never appear in an error
+//! message or a log line of this module: errors name the reason only.
+//!
 //! Everything the hot paths need (key index, signing keys, caches) is held in
 //! memory; SQLite is only touched when keys are created, revoked or listed.
 //! Only this process is expected to write `keys.db` while it runs: keys
@@ -423,10 +426,12 @@ impl Auth {
     /// Exchanges an API key for a token whose subject is the key's service.
     pub fn authenticate(&self, api_key: &str) -> Result<IssuedToken, AuthError> {
         let (id, secret) = parse_api_key(api_key).ok_or(AuthError::InvalidKey)?;
-        let keys = read(&self.keys);
-        let entry = keys.get(id).ok_or(AuthError::InvalidKey)?;
+        // The keyed hash is computed before the lookup, so that an unknown
+        // id costs the same as a wrong secret; the comparison is constant-time.
         let mut mac = self.pepper_mac.clone();
         mac.update(&secret);
+        let keys = read(&self.keys);
+        let entry = keys.get(id).ok_or(AuthError::InvalidKey)?;
         mac.verify_slice(&entry.secret_hash)
             .map_err(|_| AuthError::InvalidKey)?;
         // Only holders of the secret learn that the key was revoked.
@@ -575,7 +580,12 @@ impl Auth {
                 ErrorKind::InvalidSignature => invalid("bad signature"),
                 ErrorKind::InvalidIssuer => invalid("wrong issuer"),
                 ErrorKind::InvalidAudience => invalid("wrong audience"),
-                _ => AuthError::InvalidToken(e.to_string()),
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    AuthError::InvalidToken(format!("missing claim {claim}"))
+                }
+                // Not `e.to_string()`: a JSON error quotes the token's own
+                // content, which must not end up in errors or logs.
+                _ => invalid("malformed token"),
             },
         )?;
         let c = data.claims;
@@ -920,6 +930,33 @@ mod tests {
         for junk in ["", "a.b.c", "not a token", &parts[..2].join(".")] {
             assert_eq!(rejection(auth.verify(junk)), "malformed token", "{junk:?}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn rejections_never_quote_the_token() -> anyhow::Result<()> {
+        let dir = TempDir::new("quote");
+        let auth = open(&dir);
+        let der = {
+            let conn = lock(&auth.conn);
+            conn.query_row("SELECT private_key FROM signing_keys", [], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })?
+        };
+        let key = EncodingKey::from_ed_der(&der);
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(auth.signing_kid.clone());
+        let now = crate::clock::unix_secs();
+        // Correctly signed, but `iat` is a string: the JSON parser's
+        // message would quote it.
+        let claims = serde_json::json!({
+            "iss": "hms-host", "sub": "orders", "aud": "hms", "iat": "SECRET-IN-CLAIM",
+            "nbf": now, "exp": now + 60, "jti": "x", "key_id": "workload",
+        });
+        let token = jsonwebtoken::encode(&header, &claims, &key)?;
+        let msg = rejection(auth.verify(&token));
+        assert!(!msg.contains("SECRET"), "{msg}");
+        assert_eq!(msg, "malformed token");
         Ok(())
     }
 
