@@ -7,4 +7,5 @@ mod hot_swap;
 mod lifecycle;
 mod loading;
 mod seed_flow;
+mod token_attacks;
 mod watch;
