@@ -4,12 +4,14 @@
 //! credential as `Authorization: Bearer <admin token>`.
 
 use crate::audit::Query;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Presenter};
 use crate::error::{ApiError, ApiJson};
 use crate::registry::RegistryError;
 use crate::runtime::DeployError;
 use crate::server::App;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query as QueryParams, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query as QueryParams, State,
+};
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -17,6 +19,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,15 +96,29 @@ struct TokenRequest {
     api_key: String,
 }
 
+/// Exchanges an API key for a token. Failed attempts are throttled by the
+/// client's address (the TCP peer: headers such as `X-Forwarded-For` are
+/// anyone's to write); a throttled address gets 429 with `Retry-After`.
 async fn token(
     State(app): State<Arc<App>>,
-    ApiJson(req): ApiJson<TokenRequest>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Result<ApiJson<TokenRequest>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    let issued = app
-        .runtime
-        .core()
-        .auth
-        .authenticate(&req.api_key)
+    let auth = &app.runtime.core().auth;
+    let from = Presenter::address(peer.ip());
+    auth.admit(&from).map_err(auth_error)?;
+    let req = match req {
+        Ok(ApiJson(req)) => req,
+        Err(_) => {
+            auth.record_failure(&from);
+            // Not the parser's message: it may quote the body, i.e. the key.
+            return Err(ApiError::BadRequest(
+                r#"expected a JSON body {"api_key": "hms_..."}"#.into(),
+            ));
+        }
+    };
+    let issued = auth
+        .authenticate_from(&from, &req.api_key)
         .map_err(auth_error)?;
     Ok(Json(
         json!({ "token": issued.token, "token_type": "Bearer", "expires_at": issued.expires_at }),
@@ -159,6 +176,10 @@ fn auth_error(e: AuthError) -> ApiError {
         AuthError::Expired => ApiError::Unauthorized("token expired".into()),
         AuthError::InvalidToken(why) => ApiError::Unauthorized(format!("invalid token: {why}")),
         AuthError::UnknownKeyId(id) => ApiError::NotFound(format!("no API key {id:?}")),
+        AuthError::Throttled { retry_after } => ApiError::TooManyRequests {
+            message: "too many failed authentication attempts".into(),
+            retry_after_secs: crate::ratelimit::retry_after_secs(retry_after),
+        },
         e @ AuthError::InvalidService(_) => ApiError::BadRequest(e.to_string()),
         other => ApiError::Internal(other.to_string()),
     }

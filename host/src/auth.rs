@@ -10,6 +10,12 @@
 //!   publishes the public keys so that others can verify too.
 //! * The **admin credential** (`hmsadmin_…`) lives in `data_dir/admin.token`
 //!   and guards the management API; see [`Auth::check_admin`].
+//! * **Failed API key attempts** are throttled per [`Presenter`] (client
+//!   address or calling service) with [`Auth::authenticate_from`]; only
+//!   failures count, so a valid key is never slowed down.
+//!
+//! Secrets (API keys, tokens, the admin credential) never appear in an error
+//! message or a log line of this module: errors name the reason only.
 //!
 //! Everything the hot paths need (key index, signing keys, caches) is held in
 //! memory; SQLite is only touched when keys are created, revoked or listed.
@@ -19,6 +25,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -36,6 +43,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::ratelimit::{KeyedLimiter, Limits};
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The `key_id` of tokens issued by [`Auth::workload_token`].
@@ -50,6 +59,13 @@ const NBF_LEEWAY_SECS: u64 = 5;
 /// Upper bound on remembered verified tokens (each entry is ~150 bytes).
 const VERIFIED_CACHE_MAX: usize = 10_000;
 const KEY_ID_BYTES: usize = 6; // 12 hex characters
+/// Failed API key attempts a presenter may make in a row, then one more per
+/// second; at most this many presenters are tracked (each entry is ~64 bytes).
+const FAILED_ATTEMPTS: Limits = Limits {
+    burst: 10,
+    refill_per_sec: 1.0,
+    max_keys: 10_000,
+};
 const SECRET_BYTES: usize = 32;
 
 const SCHEMA: &str = "
@@ -155,6 +171,10 @@ pub enum AuthError {
     /// No API key has this id.
     #[error("unknown API key id {0:?}")]
     UnknownKeyId(String),
+    /// Too many failed attempts from this presenter: no attempt is made
+    /// until `retry_after` has passed.
+    #[error("too many failed attempts")]
+    Throttled { retry_after: Duration },
     /// The service name breaks the naming rule (the message says how).
     #[error("{0}")]
     InvalidService(String),
@@ -165,6 +185,32 @@ pub enum AuthError {
     /// (`io::ErrorKind::InvalidData`).
     #[error("key store I/O: {0}")]
     Io(#[from] io::Error),
+}
+
+/// Who presents an API key, for throttling failed attempts: each presenter
+/// has its own budget, so an attacker cannot lock out anybody else.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Presenter {
+    /// A client of the token endpoint, by address (see [`Presenter::address`]).
+    Address(IpAddr),
+    /// A deployed component calling `auth.authenticate`.
+    Service(String),
+}
+
+impl Presenter {
+    /// The presenter for a client address. IPv4-mapped IPv6 addresses count
+    /// as the IPv4 address, and IPv6 addresses by their /64 prefix, which is
+    /// what a single site or host is normally given.
+    pub fn address(ip: IpAddr) -> Presenter {
+        let ip = match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            },
+            v4 => v4,
+        };
+        Presenter::Address(ip)
+    }
 }
 
 /// The JWT payload as it travels.
@@ -218,6 +264,8 @@ pub struct Auth {
     workload: RwLock<HashMap<String, CachedWorkload>>,
     /// SHA-256 of a verified token → its claims, until it expires.
     verified: RwLock<HashMap<[u8; 32], Claims>>,
+    /// Budget of failed API key attempts per presenter.
+    failed_attempts: KeyedLimiter<Presenter>,
 }
 
 impl Auth {
@@ -338,6 +386,7 @@ impl Auth {
             admin_digest,
             workload: RwLock::new(HashMap::new()),
             verified: RwLock::new(HashMap::new()),
+            failed_attempts: KeyedLimiter::new(FAILED_ATTEMPTS),
         };
         // Prove once that the stored key signs, so issuing can be infallible.
         auth.sign(
@@ -421,12 +470,15 @@ impl Auth {
     }
 
     /// Exchanges an API key for a token whose subject is the key's service.
+    /// Not throttled: callers that face clients use [`Auth::authenticate_from`].
     pub fn authenticate(&self, api_key: &str) -> Result<IssuedToken, AuthError> {
         let (id, secret) = parse_api_key(api_key).ok_or(AuthError::InvalidKey)?;
-        let keys = read(&self.keys);
-        let entry = keys.get(id).ok_or(AuthError::InvalidKey)?;
+        // The keyed hash is computed before the lookup, so that an unknown
+        // id costs the same as a wrong secret; the comparison is constant-time.
         let mut mac = self.pepper_mac.clone();
         mac.update(&secret);
+        let keys = read(&self.keys);
+        let entry = keys.get(id).ok_or(AuthError::InvalidKey)?;
         mac.verify_slice(&entry.secret_hash)
             .map_err(|_| AuthError::InvalidKey)?;
         // Only holders of the secret learn that the key was revoked.
@@ -436,6 +488,37 @@ impl Auth {
         let service = entry.service.clone();
         drop(keys);
         Ok(self.issue(&service, id, (self.clock)()))
+    }
+
+    /// [`Auth::authenticate`], throttled per presenter: once `from` has spent
+    /// its budget of failed attempts, every attempt from it is refused with
+    /// [`AuthError::Throttled`] until the budget refills, whether or not the
+    /// key is valid. Only invalid and revoked keys are charged.
+    pub fn authenticate_from(
+        &self,
+        from: &Presenter,
+        api_key: &str,
+    ) -> Result<IssuedToken, AuthError> {
+        self.admit(from)?;
+        let result = self.authenticate(api_key);
+        if let Err(AuthError::InvalidKey | AuthError::Revoked) = result {
+            self.record_failure(from);
+        }
+        result
+    }
+
+    /// Whether `from` may attempt an authentication now.
+    pub fn admit(&self, from: &Presenter) -> Result<(), AuthError> {
+        self.failed_attempts
+            .check(from)
+            .map_err(|retry_after| AuthError::Throttled { retry_after })
+    }
+
+    /// Charges a failed attempt (e.g. an unreadable request) to `from`.
+    pub fn record_failure(&self, from: &Presenter) {
+        if self.failed_attempts.charge(from) {
+            tracing::warn!(presenter = ?from, "too many failed API key attempts; throttling");
+        }
     }
 
     /// A token for a deployed component's own identity (`key_id` is
@@ -575,7 +658,12 @@ impl Auth {
                 ErrorKind::InvalidSignature => invalid("bad signature"),
                 ErrorKind::InvalidIssuer => invalid("wrong issuer"),
                 ErrorKind::InvalidAudience => invalid("wrong audience"),
-                _ => AuthError::InvalidToken(e.to_string()),
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    AuthError::InvalidToken(format!("missing claim {claim}"))
+                }
+                // Not `e.to_string()`: a JSON error quotes the token's own
+                // content, which must not end up in errors or logs.
+                _ => invalid("malformed token"),
             },
         )?;
         let c = data.claims;
@@ -920,6 +1008,102 @@ mod tests {
         for junk in ["", "a.b.c", "not a token", &parts[..2].join(".")] {
             assert_eq!(rejection(auth.verify(junk)), "malformed token", "{junk:?}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn failed_attempts_are_throttled_per_presenter() -> anyhow::Result<()> {
+        let dir = TempDir::new("throttle");
+        let auth = open(&dir);
+        let key = auth.create_key("orders")?;
+        let wrong = format!("hms_{}_{}", key.id, URL_SAFE_NO_PAD.encode([7u8; 32]));
+        let attacker = Presenter::address("192.0.2.1".parse()?);
+        let neighbour = Presenter::address("192.0.2.2".parse()?);
+
+        // Successes are free: far more than the burst, never throttled.
+        for _ in 0..3 * FAILED_ATTEMPTS.burst {
+            auth.authenticate_from(&attacker, &key.secret)?;
+        }
+        for _ in 0..FAILED_ATTEMPTS.burst {
+            assert!(matches!(
+                auth.authenticate_from(&attacker, &wrong),
+                Err(AuthError::InvalidKey)
+            ));
+        }
+        // Budget spent: even the valid key is refused from this address...
+        match auth.authenticate_from(&attacker, &key.secret) {
+            Err(AuthError::Throttled { retry_after }) => {
+                assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(1));
+            }
+            other => panic!("expected Throttled, got {other:?}"),
+        }
+        // ...but not from anywhere else, nor for a calling service.
+        auth.authenticate_from(&neighbour, &key.secret)?;
+        auth.authenticate_from(&Presenter::Service("orders".into()), &key.secret)?;
+
+        // Revoked keys and unreadable requests count as failures too.
+        let revoked = auth.create_key("orders")?;
+        auth.revoke_key(&revoked.id)?;
+        let service = Presenter::Service("billing".into());
+        for _ in 0..FAILED_ATTEMPTS.burst - 1 {
+            assert!(matches!(
+                auth.authenticate_from(&service, &revoked.secret),
+                Err(AuthError::Revoked)
+            ));
+        }
+        auth.record_failure(&service);
+        assert!(matches!(
+            auth.admit(&service),
+            Err(AuthError::Throttled { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn presenters_group_ipv6_by_prefix() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            Presenter::address(ip("::ffff:192.0.2.7")),
+            Presenter::address(ip("192.0.2.7"))
+        );
+        assert_eq!(
+            Presenter::address(ip("2001:db8:1:2:aaaa::1")),
+            Presenter::address(ip("2001:db8:1:2:bbbb::2"))
+        );
+        assert_ne!(
+            Presenter::address(ip("2001:db8:1:2::1")),
+            Presenter::address(ip("2001:db8:1:3::1"))
+        );
+        assert_ne!(
+            Presenter::address(ip("127.0.0.1")),
+            Presenter::address(ip("127.0.0.2"))
+        );
+    }
+
+    #[test]
+    fn rejections_never_quote_the_token() -> anyhow::Result<()> {
+        let dir = TempDir::new("quote");
+        let auth = open(&dir);
+        let der = {
+            let conn = lock(&auth.conn);
+            conn.query_row("SELECT private_key FROM signing_keys", [], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })?
+        };
+        let key = EncodingKey::from_ed_der(&der);
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(auth.signing_kid.clone());
+        let now = crate::clock::unix_secs();
+        // Correctly signed, but `iat` is a string: the JSON parser's
+        // message would quote it.
+        let claims = serde_json::json!({
+            "iss": "hms-host", "sub": "orders", "aud": "hms", "iat": "SECRET-IN-CLAIM",
+            "nbf": now, "exp": now + 60, "jti": "x", "key_id": "workload",
+        });
+        let token = jsonwebtoken::encode(&header, &claims, &key)?;
+        let msg = rejection(auth.verify(&token));
+        assert!(!msg.contains("SECRET"), "{msg}");
+        assert_eq!(msg, "malformed token");
         Ok(())
     }
 

@@ -9,7 +9,7 @@
 //! what makes "a component cannot log or authenticate as another" hold.
 
 use crate::audit::{AuditLog, Level, NewEvent};
-use crate::auth::{Auth, AuthError};
+use crate::auth::{Auth, AuthError, Presenter};
 use crate::bindings::{auth as wit_auth, logging as wit_logging, registry as wit_registry};
 use crate::registry::{Registry, RegistryError};
 use crate::trace::Trace;
@@ -70,10 +70,14 @@ pub fn add_to_linker<T: HasCore>(linker: &mut Linker<T>) -> wasmtime::Result<()>
 }
 
 impl wit_auth::Host for CoreCtx {
+    /// Failed attempts are throttled per calling service; a throttled
+    /// service gets `invalid-key` (the WIT has no better case) until its
+    /// budget refills.
     fn authenticate(&mut self, api_key: String) -> Result<String, wit_auth::AuthError> {
+        let from = Presenter::Service(self.caller.service.to_string());
         self.core
             .auth
-            .authenticate(&api_key)
+            .authenticate_from(&from, &api_key)
             .map(|t| t.token)
             .map_err(to_wit_auth)
     }
@@ -95,7 +99,9 @@ impl wit_auth::Host for CoreCtx {
 
 fn to_wit_auth(e: AuthError) -> wit_auth::AuthError {
     match e {
-        AuthError::InvalidKey | AuthError::UnknownKeyId(_) => wit_auth::AuthError::InvalidKey,
+        AuthError::InvalidKey | AuthError::UnknownKeyId(_) | AuthError::Throttled { .. } => {
+            wit_auth::AuthError::InvalidKey
+        }
         AuthError::Revoked => wit_auth::AuthError::Revoked,
         AuthError::Expired => wit_auth::AuthError::Expired,
         AuthError::InvalidToken(why) => wit_auth::AuthError::InvalidToken(why),

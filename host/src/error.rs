@@ -39,6 +39,12 @@ pub enum ApiError {
     /// A component's response broke its limits.
     #[error("{0}")]
     ResponseTooLarge(String),
+    /// Refused until `retry_after_secs` have passed (sent as `Retry-After`).
+    #[error("{message}; retry after {retry_after_secs} s")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A component trapped or answered with an error instead of a response.
     #[error("{0}")]
     ComponentFailed(String),
@@ -62,6 +68,7 @@ impl ApiError {
             ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::ResponseTooLarge(_) => StatusCode::BAD_GATEWAY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ComponentFailed(_) | ApiError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -83,16 +90,9 @@ impl ApiError {
             ApiError::Busy(_) => "busy",
             ApiError::Timeout(_) => "timeout",
             ApiError::ResponseTooLarge(_) => "response_too_large",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::ComponentFailed(_) => "component_failed",
             ApiError::Internal(_) => "internal",
-        }
-    }
-
-    /// Seconds a client should wait before retrying, for errors that pass.
-    pub fn retry_after(&self) -> Option<u64> {
-        match self {
-            ApiError::Busy(_) => Some(1),
-            _ => None,
         }
     }
 
@@ -104,38 +104,41 @@ impl ApiError {
         Bytes::from(body.to_string())
     }
 
+    /// Seconds for a `Retry-After` header, if the error has one.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            // A slot of a busy service frees up as soon as a request ends.
+            ApiError::Busy(_) => Some(1),
+            _ => None,
+        }
+    }
+
+    fn response<B>(&self, body: B) -> http::Response<B> {
+        let mut builder = http::Response::builder()
+            .status(self.status())
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(secs) = self.retry_after() {
+            builder = builder.header(http::header::RETRY_AFTER, secs);
+        }
+        builder.body(body).expect("static response parts are valid")
+    }
+
     /// The error as a response in wasi:http's body type, for paths that
     /// answer on a component's behalf (unknown route, trap, timeout).
     pub fn into_wasi_response(self) -> http::Response<WasiBody> {
         let body = Full::new(self.body())
             .map_err(|never| match never {})
             .boxed_unsync();
-        let mut response = http::Response::builder()
-            .status(self.status())
-            .header(http::header::CONTENT_TYPE, "application/json");
-        if let Some(secs) = self.retry_after() {
-            response = response.header(http::header::RETRY_AFTER, secs);
-        }
-        response
-            .body(body)
-            .expect("static response parts are valid")
+        self.response(body)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status(),
-            [(http::header::CONTENT_TYPE, "application/json")],
-            self.body(),
-        )
-            .into_response();
-        if let Some(secs) = self.retry_after() {
-            response
-                .headers_mut()
-                .insert(http::header::RETRY_AFTER, secs.into());
-        }
-        response
+        self.response(axum::body::Body::from(self.body()))
     }
 }
 
@@ -170,6 +173,21 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"code": "not_found", "message": "no route for /x"})
+        );
+    }
+
+    #[test]
+    fn too_many_requests_says_when_to_retry() {
+        let e = ApiError::TooManyRequests {
+            message: "too many failed attempts".into(),
+            retry_after_secs: 3,
+        };
+        let resp = e.into_response();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()[http::header::RETRY_AFTER], "3");
+        assert_eq!(
+            resp.headers()[http::header::CONTENT_TYPE],
+            "application/json"
         );
     }
 

@@ -25,6 +25,7 @@ pub mod deployments;
 pub mod dispatch;
 pub mod engine;
 pub mod error;
+pub mod ratelimit;
 pub mod registry;
 pub mod router;
 pub mod runtime;
@@ -89,7 +90,10 @@ pub async fn run(
     let app = App::new(runtime.clone());
 
     // Serve at once (health answers "loading") while components compile.
-    let server = axum::serve(listener, server::router(app.clone()))
+    // With the peer address, which the token endpoint throttles by.
+    let service =
+        server::router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .into_future();
     let server = tokio::spawn(server);

@@ -4,6 +4,7 @@
 use hms_host::client::{Client, JsonResponse};
 use http::Method;
 use serde_json::Value;
+use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,20 +78,54 @@ impl Host {
 
     /// Starts the host on `data_dir` with extra `run` flags.
     pub fn start_with(components: &[PathBuf], data_dir: &Path, flags: &[&str]) -> Host {
+        Host::launch(components, data_dir, flags, "warn", None)
+    }
+
+    /// Like [`Host::start_with`], logging at `HMS_LOG=log_filter` and
+    /// capturing everything the host writes to `output` (stdout, then stderr).
+    pub fn start_capturing(
+        components: &[PathBuf],
+        data_dir: &Path,
+        log_filter: &str,
+        output: &Path,
+    ) -> Host {
+        Host::launch(components, data_dir, &[], log_filter, Some(output))
+    }
+
+    fn launch(
+        components: &[PathBuf],
+        data_dir: &Path,
+        flags: &[&str],
+        log_filter: &str,
+        output: Option<&Path>,
+    ) -> Host {
+        let (stdout_file, stderr) = match output {
+            Some(path) => {
+                let stderr = std::fs::File::create(path.with_extension("stderr")).unwrap();
+                (Some(path.with_extension("stdout")), Stdio::from(stderr))
+            }
+            None => (None, Stdio::inherit()),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_hms-host"))
             .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(flags)
             .args(components)
             .env_remove("HMS_ADMIN_TOKEN")
-            .env("HMS_LOG", "warn")
+            .env("HMS_LOG", log_filter)
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("start hms-host");
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut first).unwrap();
+        if let Some(path) = stdout_file {
+            // Keep the rest of stdout too, until the host exits.
+            let mut file = std::fs::File::create(path).unwrap();
+            std::io::Write::write_all(&mut file, first.as_bytes()).unwrap();
+            std::thread::spawn(move || std::io::copy(&mut stdout, &mut file));
+        }
         let addr = first
             .trim()
             .rsplit("http://")
@@ -176,6 +211,43 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f)
+}
+
+/// `POST /_hms/auth/token` with `api_key`.
+pub fn token_for(host: &Host, api_key: &str) -> JsonResponse {
+    block_on(host.client().send(
+        Method::POST,
+        "/_hms/auth/token",
+        Some(&json!({"api_key": api_key})),
+        &[],
+    ))
+    .unwrap()
+}
+
+/// `POST /identity/verify` for `C12345` with an optional `Authorization`.
+pub fn verify_with(host: &Host, authorization: Option<&str>) -> JsonResponse {
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|a| ("authorization", a))
+        .into_iter()
+        .collect();
+    block_on(host.client().send(
+        Method::POST,
+        "/identity/verify",
+        Some(&json!({"id": "C12345"})),
+        &headers,
+    ))
+    .unwrap()
+}
+
+/// A new API key for `service`, created with the CLI.
+pub fn new_key(host: &Host, service: &str) -> String {
+    let out = host.cli(&["keys", "create", service]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// The two example services.

@@ -4,59 +4,11 @@ use crate::common::*;
 use http::Method;
 use serde_json::{Value, json};
 
-fn token_for(host: &Host, api_key: &str) -> hms_host::client::JsonResponse {
-    block_on(host.client().send(
-        Method::POST,
-        "/_hms/auth/token",
-        Some(&json!({"api_key": api_key})),
-        &[],
-    ))
-    .unwrap()
-}
-
-fn verify_with(host: &Host, authorization: Option<&str>) -> hms_host::client::JsonResponse {
-    let headers: Vec<(&str, &str)> = authorization
-        .map(|a| ("authorization", a))
-        .into_iter()
-        .collect();
-    block_on(host.client().send(
-        Method::POST,
-        "/identity/verify",
-        Some(&json!({"id": "C12345"})),
-        &headers,
-    ))
-    .unwrap()
-}
-
-fn new_key(host: &Host, service: &str) -> String {
-    let out = host.cli(&["keys", "create", service]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// Replaces one character of the `part`-th dot-separated segment of a JWT.
-fn tamper(token: &str, part: usize) -> String {
-    let mut parts: Vec<String> = token.split('.').map(String::from).collect();
-    let seg = &mut parts[part];
-    let mid = seg.len() / 2;
-    let c = if &seg[mid..mid + 1] == "A" { "B" } else { "A" };
-    seg.replace_range(mid..mid + 1, c);
-    parts.join(".")
-}
-
 #[test]
-fn identity_rejects_missing_malformed_forged_and_foreign_tokens_with_401() {
-    let host = Host::start(&seed_components());
-    let other = Host::start(&[component("identity")]);
+fn identity_rejects_missing_and_malformed_authorization_with_401() {
+    // Forged, tampered, foreign and expired tokens: see token_attacks.rs.
+    let host = Host::start(&[component("identity")]);
     let good = token_for(&host, &new_key(&host, "citizen-portal")).body["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let foreign = token_for(&other, &new_key(&other, "citizen-portal")).body["token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -69,15 +21,6 @@ fn identity_rejects_missing_malformed_forged_and_foreign_tokens_with_401() {
         ("missing", None),
         ("not bearer", Some(format!("Basic {good}"))),
         ("malformed", Some("Bearer not-a-jwt".into())),
-        (
-            "bad signature",
-            Some(format!("Bearer {}", tamper(&good, 2))),
-        ),
-        (
-            "tampered payload",
-            Some(format!("Bearer {}", tamper(&good, 1))),
-        ),
-        ("another host's key", Some(format!("Bearer {foreign}"))),
     ];
     for (what, header) in cases {
         let r = verify_with(&host, header.as_deref());
@@ -87,41 +30,12 @@ fn identity_rejects_missing_malformed_forged_and_foreign_tokens_with_401() {
 }
 
 #[test]
-fn an_expired_token_gets_401() {
-    let host = Host::start_with(
-        &[component("identity")],
-        &temp_dir("short-ttl"),
-        &["--token-ttl-secs", "1"],
-    );
-    let token = token_for(&host, &new_key(&host, "portal")).body["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        verify_with(&host, Some(&format!("Bearer {token}"))).status,
-        200
-    );
-    std::thread::sleep(std::time::Duration::from_millis(EXPIRY_WAIT_MS));
-    let r = verify_with(&host, Some(&format!("Bearer {token}")));
-    assert_eq!(r.status, 401, "{:?}", r.body);
-    assert!(
-        r.body["message"].as_str().unwrap().contains("expired"),
-        "{:?}",
-        r.body
-    );
-}
-
-/// Token lifetime (1 s; expiry has no leeway) plus a margin for whole-second
-/// timestamps.
-const EXPIRY_WAIT_MS: u64 = 2200;
-
-#[test]
 fn keys_created_with_the_cli_get_tokens_until_revoked() {
     let host = Host::start(&[component("identity")]);
     let key = new_key(&host, "tax-office");
     let r = token_for(&host, &key);
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let token = r.body["token"].as_str().unwrap().to_string();
+    assert!(r.body["token"].is_string(), "{:?}", r.body);
     assert_eq!(r.body["token_type"], "Bearer");
 
     // Anyone can check the token offline against the published key.
@@ -149,11 +63,7 @@ fn keys_created_with_the_cli_get_tokens_until_revoked() {
     let r = token_for(&host, &key);
     assert_eq!(r.status, 401);
     assert_eq!(r.body["code"], "unauthorized");
-    // Tokens issued from the revoked key stop verifying too.
-    assert_eq!(
-        verify_with(&host, Some(&format!("Bearer {token}"))).status,
-        401
-    );
+    // (That tokens issued from it stop verifying: token_attacks.rs.)
     assert!(
         String::from_utf8(host.cli(&["keys", "list"]).stdout)
             .unwrap()

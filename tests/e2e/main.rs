@@ -8,4 +8,5 @@ mod lifecycle;
 mod loading;
 mod sandbox;
 mod seed_flow;
+mod token_attacks;
 mod watch;
