@@ -9,6 +9,7 @@ use crate::error::{ApiError, ApiJson};
 use crate::registry::RegistryError;
 use crate::runtime::DeployError;
 use crate::server::App;
+use crate::store::{ImportError, StoreError};
 use axum::extract::{
     ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query as QueryParams, State,
 };
@@ -25,6 +26,9 @@ use std::time::Duration;
 
 /// Largest component upload accepted; the example services are ~150 KiB.
 const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// Largest data import accepted (JSON lines).
+const MAX_IMPORT_BYTES: usize = 256 << 20;
 
 /// Longest a `GET /_hms/events?wait=N` long-poll is held open.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -47,6 +51,12 @@ pub fn routes() -> Router<Arc<App>> {
         )
         .route("/services/{name}/rollback", post(rollback))
         .route("/services/{name}/stats", get(service_stats))
+        .route(
+            "/data/{service}",
+            get(export_data)
+                .post(import_data)
+                .layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
+        )
         .route("/events", get(events))
         .fallback(|| async { ApiError::NotFound("no such Core API endpoint".into()) })
 }
@@ -285,6 +295,52 @@ async fn service_stats(
         .stats(&name)
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no service named {name:?} is deployed")))
+}
+
+/// A service's private store as JSON lines (admin).
+async fn export_data(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(service): Path<String>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let db = store_of(&app, &service)?;
+    let lines = db.export().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let msg = format!("exported the store of {service} ({} bytes)", lines.len());
+    app.runtime.core().log_host(msg);
+    Ok((
+        [(http::header::CONTENT_TYPE, "application/x-ndjson")],
+        lines,
+    ))
+}
+
+/// Loads JSON lines into a service's private store, all or nothing (admin).
+async fn import_data(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(service): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let db = store_of(&app, &service)?;
+    let imported = db.import(&body).await.map_err(|e| match e {
+        ImportError::Line(..) => ApiError::BadRequest(e.to_string()),
+        ImportError::Store(e @ StoreError::QuotaExceeded(_)) => {
+            ApiError::PayloadTooLarge(e.to_string())
+        }
+        ImportError::Store(e) => ApiError::Internal(e.to_string()),
+    })?;
+    let msg = format!("imported {imported} records into the store of {service}");
+    app.runtime.core().log_host(msg);
+    Ok(Json(json!({ "service": service, "imported": imported })))
+}
+
+fn store_of(app: &App, service: &str) -> Result<Arc<crate::store::Db>, ApiError> {
+    crate::registry::validate_service_name(service)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    app.runtime
+        .core()
+        .stores
+        .of(service)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 #[derive(Deserialize, Default)]

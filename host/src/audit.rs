@@ -583,7 +583,7 @@ fn open_reader(path: &Path) -> Result<Connection, AuditError> {
 
 /// Creates `path` if missing and makes it owner-only before SQLite opens it
 /// (SQLite gives its `-wal`/`-shm` files the same permissions).
-fn prepare_private_file(path: &Path) -> io::Result<()> {
+pub(crate) fn prepare_private_file(path: &Path) -> io::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
     #[cfg(unix)]

@@ -55,6 +55,10 @@ enum Command {
     },
     /// List the versions of a service the running host has deployed.
     Versions { service: String },
+    /// A service's private store (admin): export it as JSON lines, or import
+    /// JSON lines into it (all or nothing; existing keys are replaced).
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Switch a service back to an earlier version (admin).
     Rollback {
         service: String,
@@ -96,6 +100,11 @@ struct RunArgs {
     /// appear in it later (repeatable).
     #[arg(long = "components-dir", env = "HMS_COMPONENTS_DIR")]
     components_dirs: Vec<PathBuf>,
+    /// Load a JSON-lines file (as `data export` writes) into a service's
+    /// store at start, before the host reports ready: `SERVICE=FILE`
+    /// (repeatable; existing keys are replaced).
+    #[arg(long = "import", value_name = "SERVICE=FILE", value_parser = parse_import)]
+    imports: Vec<(String, PathBuf)>,
     /// Do not watch component files for changes.
     #[arg(long, env = "HMS_NO_WATCH")]
     no_watch: bool,
@@ -119,6 +128,19 @@ struct HostArgs {
     /// client commands find the admin credential.
     #[arg(long, global = true, env = "HMS_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Print every record of SERVICE's store, one JSON object per line.
+    Export {
+        service: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Load records (JSON lines, as `export` writes them) into SERVICE's store.
+    Import { service: String, file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -250,6 +272,38 @@ async fn execute(command: Command, host: HostArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Data(DataCommand::Export { service, output }) => {
+            let path = format!("/_hms/data/{service}");
+            let (parts, lines) = client(&host, true)?
+                .send_raw(Method::GET, &path, bytes::Bytes::new(), &[])
+                .await?;
+            if !parts.status.is_success() {
+                let v: Value = serde_json::from_slice(&lines).unwrap_or(Value::Null);
+                bail!(
+                    "{}: {}",
+                    parts.status,
+                    v["message"].as_str().unwrap_or_default()
+                );
+            }
+            match output {
+                Some(file) => std::fs::write(&file, &lines)
+                    .with_context(|| format!("{}: cannot write", file.display()))?,
+                None => std::io::stdout().write_all(&lines)?,
+            }
+            Ok(())
+        }
+        Command::Data(DataCommand::Import { service, file }) => {
+            let lines =
+                std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
+            let path = format!("/_hms/data/{service}");
+            let v = client(&host, true)?
+                .send_bytes(Method::POST, &path, bytes::Bytes::from(lines), &[])
+                .await?
+                .into_result()
+                .with_context(|| format!("importing {}", file.display()))?;
+            println!("imported {} records into {service}", v["imported"]);
+            Ok(())
+        }
         Command::Rollback { service, to } => {
             let path = format!("/_hms/services/{service}/rollback");
             let v = client(&host, true)?
@@ -288,6 +342,7 @@ async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         components: args.components,
         components_dirs: args.components_dirs,
         watch: !args.no_watch,
+        imports: args.imports,
         sandbox,
         max_instances: args.max_instances,
         token_ttl: Duration::from_secs(args.token_ttl_secs),
@@ -300,6 +355,14 @@ async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     println!("hms-host listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
     crate::run(config, listener, shutdown_signal()).await
+}
+
+fn parse_import(s: &str) -> Result<(String, PathBuf), String> {
+    let (service, file) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected SERVICE=FILE"))?;
+    crate::registry::validate_service_name(service).map_err(|e| e.to_string())?;
+    Ok((service.to_string(), PathBuf::from(file)))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -81,7 +81,8 @@ impl Client {
         self.send_bytes(method, path, body, &all).await
     }
 
-    /// Sends a request with a raw body.
+    /// Sends a request with a raw body; the answer's body parsed as JSON
+    /// (`null` if it is not JSON).
     pub async fn send_bytes(
         &self,
         method: Method,
@@ -89,6 +90,23 @@ impl Client {
         body: Bytes,
         headers: &[(&str, &str)],
     ) -> Result<JsonResponse, ClientError> {
+        let (parts, bytes) = self.send_raw(method, path, body, headers).await?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(JsonResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Sends a request with a raw body; the answer's head and whole body.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        headers: &[(&str, &str)],
+    ) -> Result<(http::response::Parts, Bytes), ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut req = http::Request::builder().method(method).uri(&url);
         if let Some(token) = &self.bearer {
@@ -114,12 +132,7 @@ impl Client {
             .await
             .map_err(|source| ClientError::Read { url, source })?
             .to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(JsonResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        Ok((parts, bytes))
     }
 
     /// Sends a request; a non-2xx answer becomes [`ClientError::Api`].

@@ -44,6 +44,11 @@ pub const DEFAULT_MAX_CONCURRENCY: u32 = 128;
 /// Request headers a component is handed, by count and total bytes.
 pub const DEFAULT_MAX_HEADER_COUNT: usize = 64;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 << 10;
+/// Bytes (keys plus values) a service may keep in its private store.
+pub const DEFAULT_STORE_QUOTA: u64 = 64 << 20;
+/// Longest store key, and largest store value, in bytes.
+pub const DEFAULT_MAX_KEY_BYTES: usize = 1024;
+pub const DEFAULT_MAX_VALUE_BYTES: u64 = 1 << 20;
 /// Lifetime of issued tokens: short, so a leaked token is soon useless.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 /// Component instances alive at once across all services; sizes the pooling
@@ -64,6 +69,9 @@ pub struct Config {
     pub components_dirs: Vec<PathBuf>,
     /// Redeploy a component file when it changes; undeploy it when removed.
     pub watch: bool,
+    /// JSON-lines files loaded into services' stores at start, before the
+    /// host reports ready: `(service, file)`.
+    pub imports: Vec<(String, PathBuf)>,
     /// Per-service sandbox limits and grants.
     pub sandbox: Sandbox,
     /// Instances alive at once, host-wide (sizes the pooling allocator).
@@ -92,6 +100,11 @@ pub struct Limits {
     /// Request headers, by count and by total bytes (more: 431).
     pub max_header_count: usize,
     pub max_header_bytes: usize,
+    /// Bytes of keys and values the service may keep in its store.
+    pub store_quota: u64,
+    /// Longest key, and largest value, in its store.
+    pub max_key_bytes: usize,
+    pub max_value_bytes: u64,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -108,6 +121,9 @@ impl Default for Limits {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             max_header_count: DEFAULT_MAX_HEADER_COUNT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            store_quota: DEFAULT_STORE_QUOTA,
+            max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         }
     }
 }
@@ -174,6 +190,9 @@ pub struct Section {
     pub max_concurrency: Option<u32>,
     pub max_header_count: Option<usize>,
     pub max_header_kb: Option<usize>,
+    pub store_quota_mb: Option<u64>,
+    pub max_key_bytes: Option<usize>,
+    pub max_value_kb: Option<u64>,
     /// `host:port` destinations the service may call over plain HTTP.
     #[serde(default)]
     pub allow_outbound: Vec<String>,
@@ -211,6 +230,15 @@ impl Section {
         if let Some(v) = self.max_header_kb {
             limits.max_header_bytes = v << 10;
         }
+        if let Some(v) = self.store_quota_mb {
+            limits.store_quota = v << 20;
+        }
+        if let Some(v) = self.max_key_bytes {
+            limits.max_key_bytes = v;
+        }
+        if let Some(v) = self.max_value_kb {
+            limits.max_value_bytes = v << 10;
+        }
     }
 
     fn check(&self, name: &str) -> Result<(), String> {
@@ -222,6 +250,9 @@ impl Section {
             ("max_concurrency", self.max_concurrency.map(u64::from)),
             ("max_header_count", self.max_header_count.map(|v| v as u64)),
             ("max_header_kb", self.max_header_kb.map(|v| v as u64)),
+            ("store_quota_mb", self.store_quota_mb),
+            ("max_key_bytes", self.max_key_bytes.map(|v| v as u64)),
+            ("max_value_kb", self.max_value_kb),
         ];
         for (key, value) in positive {
             if value == Some(0) {
@@ -299,6 +330,7 @@ impl Config {
             components,
             components_dirs: Vec::new(),
             watch: true,
+            imports: Vec::new(),
             sandbox: Sandbox::default(),
             max_instances: DEFAULT_MAX_INSTANCES,
             token_ttl: DEFAULT_TOKEN_TTL,

@@ -10,8 +10,11 @@
 
 use crate::audit::{AuditLog, Level, NewEvent};
 use crate::auth::{Auth, AuthError, Presenter};
-use crate::bindings::{auth as wit_auth, logging as wit_logging, registry as wit_registry};
+use crate::bindings::{
+    auth as wit_auth, logging as wit_logging, registry as wit_registry, store as wit_store,
+};
 use crate::registry::{Registry, RegistryError};
+use crate::store::{StoreError, Stores};
 use crate::trace::Trace;
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
@@ -25,6 +28,8 @@ pub struct Core {
     pub auth: Arc<Auth>,
     pub audit: AuditLog,
     pub registry: Arc<Registry>,
+    /// Every service's private store.
+    pub stores: Arc<Stores>,
 }
 
 impl Core {
@@ -40,6 +45,18 @@ impl Core {
     }
 }
 
+impl Core {
+    /// Appends an event of the host itself (deploys, operations).
+    pub fn log_host(&self, message: impl Into<String>) {
+        self.log(
+            HOST_SERVICE,
+            &Trace::from_traceparent(None),
+            Level::Info,
+            message,
+        );
+    }
+}
+
 /// Who a component invocation runs as: set by the host when it creates the
 /// store, from the deployed service's name and the request's trace.
 #[derive(Clone, Debug)]
@@ -48,6 +65,10 @@ pub struct Caller {
     pub trace: Arc<Trace>,
     /// In-process hops from the client's request (0 for the first service).
     pub depth: u32,
+    /// The component is being tried at load time, before its name is
+    /// known: nothing that acts as a service (its store, its token, outgoing
+    /// HTTP) is available.
+    pub loading: bool,
 }
 
 /// Per-request Core state kept in the store.
@@ -66,6 +87,7 @@ pub fn add_to_linker<T: HasCore>(linker: &mut Linker<T>) -> wasmtime::Result<()>
     wit_auth::add_to_linker::<T, HasSelf<CoreCtx>>(linker, |t| t.core_ctx())?;
     wit_logging::add_to_linker::<T, HasSelf<CoreCtx>>(linker, |t| t.core_ctx())?;
     wit_registry::add_to_linker::<T, HasSelf<CoreCtx>>(linker, |t| t.core_ctx())?;
+    wit_store::add_to_linker::<T, HasSelf<CoreCtx>>(linker, |t| t.core_ctx())?;
     Ok(())
 }
 
@@ -83,6 +105,9 @@ impl wit_auth::Host for CoreCtx {
     }
 
     fn own_token(&mut self) -> String {
+        if self.caller.loading {
+            return String::new(); // no identity before the name is known
+        }
         self.core.auth.workload_token(&self.caller.service).token
     }
 
@@ -165,5 +190,82 @@ impl wit_registry::Host for CoreCtx {
                 port: e.port,
                 version: e.version,
             })
+    }
+}
+
+impl CoreCtx {
+    /// The calling service's own database.
+    fn store(&self) -> Result<Arc<crate::store::Db>, wit_store::StoreError> {
+        if self.caller.loading {
+            return Err(wit_store::StoreError::Unavailable(
+                "the store is not available while the component is being loaded".into(),
+            ));
+        }
+        self.core
+            .stores
+            .of(&self.caller.service)
+            .map_err(to_wit_store)
+    }
+}
+
+fn to_wit_store(e: StoreError) -> wit_store::StoreError {
+    match e {
+        StoreError::InvalidKey(m) => wit_store::StoreError::InvalidKey(m),
+        StoreError::ValueTooLarge(n) => wit_store::StoreError::ValueTooLarge(n),
+        StoreError::QuotaExceeded(n) => wit_store::StoreError::QuotaExceeded(n),
+        StoreError::NotANumber => wit_store::StoreError::NotANumber,
+        StoreError::Unavailable(m) => {
+            tracing::error!("store failure inside a component call: {m}");
+            wit_store::StoreError::Unavailable(m)
+        }
+    }
+}
+
+impl wit_store::Host for CoreCtx {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, wit_store::StoreError> {
+        self.store()?.get(&key).map_err(to_wit_store)
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), wit_store::StoreError> {
+        self.store()?.set(key, value).await.map_err(to_wit_store)
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, wit_store::StoreError> {
+        self.store()?.delete(key).await.map_err(to_wit_store)
+    }
+
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<wit_store::KeyPage, wit_store::StoreError> {
+        let page = self
+            .store()?
+            .list_keys(&prefix, cursor.as_deref(), limit)
+            .map_err(to_wit_store)?;
+        Ok(wit_store::KeyPage {
+            keys: page.keys,
+            next: page.next,
+        })
+    }
+
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<bool, wit_store::StoreError> {
+        self.store()?
+            .compare_and_swap(key, expected, value)
+            .await
+            .map_err(to_wit_store)
+    }
+
+    async fn increment(&mut self, key: String, delta: i64) -> Result<i64, wit_store::StoreError> {
+        self.store()?
+            .increment(key, delta)
+            .await
+            .map_err(to_wit_store)
     }
 }

@@ -213,6 +213,11 @@ impl WasiHttpHooks for Outgoing {
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let uri = request.uri().clone();
+        if self.caller.loading {
+            let why = format!("{uri}: no outgoing requests while the component is being loaded");
+            denied(&self.core, &self.caller, &self.guard, &why);
+            return ready(Err(HttpError::HttpRequestDenied));
+        }
         let registry = &self.core.registry;
         let decision = route(
             &uri,

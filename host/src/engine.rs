@@ -12,8 +12,9 @@ use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Epoch tick. Deadlines are counted in ticks, so this is the granularity of
-/// the request timeout; 10 ms keeps the ticker's cost negligible.
+/// Epoch tick: guest code running this long yields its thread, and the
+/// request deadline is checked at this granularity; 10 ms keeps the ticker's
+/// cost negligible.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The shared engine and its compile cache.
@@ -55,11 +56,6 @@ impl WasmEngine {
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    /// Epoch ticks a request may run for.
-    pub fn deadline_ticks(timeout: Duration) -> u64 {
-        (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }
 
     /// Compiles `bytes` (a component whose digest is `digest`), or loads the
@@ -151,11 +147,5 @@ mod tests {
             digest(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-    }
-
-    #[test]
-    fn deadline_is_at_least_one_tick() {
-        assert_eq!(WasmEngine::deadline_ticks(Duration::from_millis(1)), 1);
-        assert_eq!(WasmEngine::deadline_ticks(Duration::from_secs(10)), 1000);
     }
 }

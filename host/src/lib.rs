@@ -3,7 +3,7 @@
 //!
 //! Table of contents:
 //! - Contract and Core: [`bindings`] (the WIT), [`core`] (WIT glue), [`auth`],
-//!   [`audit`], [`registry`].
+//!   [`audit`], [`registry`], [`store`] (each service's private data).
 //! - Running components: [`engine`], [`component`] (loading), [`state`]
 //!   (per-request store), [`sandbox`] (per-service limits), [`dispatch`]
 //!   (outgoing HTTP policy), [`runtime`] (deployed services and
@@ -32,6 +32,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod trace;
 pub mod watch;
 
@@ -47,6 +48,7 @@ use crate::engine::WasmEngine;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::server::App;
+use crate::store::Stores;
 use anyhow::Context;
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
@@ -83,6 +85,10 @@ pub async fn run(
         auth: Arc::new(auth),
         audit: audit.clone(),
         registry: Arc::new(registry),
+        stores: Arc::new(Stores::new(
+            &data_dir.join("stores"),
+            config.sandbox.clone(),
+        )),
     };
     let record = Deployments::open(data_dir).context("opening the deployment record")?;
     let before = record.snapshot();
@@ -126,6 +132,19 @@ pub async fn run(
         }
     }
     runtime.restore(&before).await?;
+    for (service, file) in &config.imports {
+        let lines =
+            std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
+        let db = runtime.core().stores.of(service)?;
+        let n = db
+            .import(&lines)
+            .await
+            .with_context(|| format!("importing {} into {service}", file.display()))?;
+        runtime.core().log_host(format!(
+            "imported {n} records from {} into the store of {service}",
+            file.display()
+        ));
+    }
     let _watcher = if config.watch {
         Some(
             watch::spawn(runtime.clone(), watch::WatchSet { files, dirs })

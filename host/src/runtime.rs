@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
-use wasmtime::Store;
 use wasmtime::component::Linker;
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -348,12 +348,7 @@ impl Runtime {
             "undeployed {name} {} (was from {})",
             service.version, service.source
         );
-        self.core.log(
-            HOST_SERVICE,
-            &Trace::from_traceparent(None),
-            Level::Info,
-            msg,
-        );
+        self.core.log_host(msg);
         true
     }
 
@@ -364,6 +359,7 @@ impl Runtime {
             service: name.into(),
             trace: Trace::from_traceparent(None),
             depth: 0,
+            loading: true,
         };
         let guard = Arc::new(ServiceGuard::new(self.sandbox.grants(name)));
         self.new_store(caller, guard)
@@ -445,12 +441,7 @@ impl Runtime {
             service.source,
             route_list.join(" ")
         );
-        self.core.log(
-            HOST_SERVICE,
-            &Trace::from_traceparent(None),
-            Level::Info,
-            msg,
-        );
+        self.core.log_host(msg);
         Ok(service)
     }
 
@@ -478,11 +469,22 @@ impl Runtime {
     fn new_store(&self, caller: Caller, guard: Arc<ServiceGuard>) -> Store<RequestState> {
         let dispatch: Arc<dyn Dispatch> =
             self.this.upgrade().expect("runtime is alive while serving");
-        let timeout = guard.grants.limits.request_timeout + STOP_GRACE;
+        let stop_at = std::time::Instant::now() + guard.grants.limits.request_timeout + STOP_GRACE;
         let state = RequestState::new(self.core.clone(), caller, dispatch, guard);
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(WasmEngine::deadline_ticks(timeout));
+        // Guest code that runs for a whole epoch tick yields its worker
+        // thread, so a busy guest shares the CPU with every other request
+        // instead of holding a worker until its deadline; at the deadline
+        // it is interrupted (a trap the invocation reports as a timeout).
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if std::time::Instant::now() >= stop_at {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
         store
     }
 
@@ -612,10 +614,7 @@ impl Runtime {
                 };
             }
             Err(_) => {
-                report.timeout(&format!(
-                    "did not answer within {:?}",
-                    limits.request_timeout
-                ));
+                report.timeout(&Failure::Timeout.describe(&limits));
                 return Failure::Timeout
                     .into_api_error(&service.name, &limits)
                     .into_wasi_response();
@@ -811,6 +810,7 @@ impl Dispatch for Runtime {
                 service: service.name.as_str().into(),
                 trace: caller.trace.clone(),
                 depth: caller.depth + 1,
+                loading: false,
             };
             runtime.invoke(service, req, callee).await
         })

@@ -65,6 +65,7 @@ async fn serve_component(State(app): State<Arc<App>>, req: Request) -> Response 
                 service: service.name.as_str().into(),
                 trace: trace.clone(),
                 depth: 0,
+                loading: false,
             };
             let req = req.map(|body| {
                 body.map_err(|e| {

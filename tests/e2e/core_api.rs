@@ -172,7 +172,7 @@ fn the_core_api_answers_json_errors() {
 #[test]
 fn logs_cli_reads_the_audit_log_by_service_and_trace() {
     let host = Host::start(&seed_components());
-    let r = host.post("/reports/identity-check", &json!({"id": "C42"}));
+    let r = host.post("/reports/identity-check", &json!({"id": "C20002"}));
     assert_eq!(r.status, 200);
     let trace = r.headers["x-trace-id"].to_str().unwrap().to_string();
     let out = host.cli(&["logs", "--service", "identity-service"]);
@@ -183,7 +183,7 @@ fn logs_cli_reads_the_audit_log_by_service_and_trace() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("Verified ID C42") && !text.contains("Generated report"),
+        text.contains("Verified ID C20002") && !text.contains("Generated report"),
         "{text}"
     );
     let out = host.cli(&["logs", "--trace", &trace, "--json"]);

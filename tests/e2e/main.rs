@@ -8,5 +8,6 @@ mod lifecycle;
 mod loading;
 mod sandbox;
 mod seed_flow;
+mod store;
 mod token_attacks;
 mod watch;

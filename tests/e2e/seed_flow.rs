@@ -61,12 +61,15 @@ fn identity_answers_directly_with_a_token_from_an_api_key() {
     let r = block_on(host.client().with_bearer(&token).send(
         Method::POST,
         "/identity/verify",
-        Some(&json!({"id": "C777"})),
+        Some(&json!({"id": "C20001"})),
         &[],
     ))
     .unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.body, json!({"status": "verified", "citizen_id": "C777"}));
+    assert_eq!(
+        r.body,
+        json!({"status": "verified", "citizen_id": "C20001"})
+    );
 }
 
 #[test]
@@ -130,8 +133,8 @@ fn bad_input_to_the_services_gets_json_errors() {
 #[test]
 fn a_service_that_logs_nothing_answers_without_audit_events() {
     let host = Host::start(&[component("identity_quiet"), component("report")]);
-    let r = host.post("/reports/identity-check", &json!({"id": "C5"}));
-    assert_eq!(r.body, json!({"report": "ID C5 is verified"}));
+    let r = host.post("/reports/identity-check", &json!({"id": "C12345"}));
+    assert_eq!(r.body, json!({"report": "ID C12345 is verified"}));
     let trace = r.headers["x-trace-id"].to_str().unwrap();
     let services: Vec<String> = host
         .events(&format!("trace={trace}"))

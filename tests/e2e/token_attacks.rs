@@ -498,7 +498,7 @@ fn no_secret_or_token_reaches_a_log_an_error_or_the_audit_log() {
     let token = r.body["token"].as_str().unwrap().to_string();
     assert_eq!(present(&host, &token).status, 200);
     assert_eq!(
-        host.post("/reports/identity-check", &json!({"id": "C42"}))
+        host.post("/reports/identity-check", &json!({"id": "C20002"}))
             .status,
         200
     );
@@ -602,7 +602,7 @@ fn no_secret_or_token_reaches_a_log_an_error_or_the_audit_log() {
     let out = host.cli(&["logs", "--json"]);
     assert!(out.status.success());
     let cli_log = String::from_utf8(out.stdout).unwrap();
-    assert!(cli_log.contains("Verified ID C42"), "{cli_log}");
+    assert!(cli_log.contains("Verified ID C20002"), "{cli_log}");
     assert_clean("logs --json", &cli_log, &needles);
     let events = Value::from(host.events("limit=1000")).to_string();
     assert_clean("the events API", &events, &needles);

@@ -36,8 +36,10 @@ fn changed_added_and_removed_files_are_deployed_and_undeployed() {
         &temp_dir("watch-data"),
         &["--components-dir", dir.to_str().unwrap()],
     );
-    let report = || host.post("/reports/identity-check", &json!({"id": "C9"}));
-    assert_eq!(report().body["report"], "ID C9 is verified");
+    // identity comes from the directory, so its citizens are imported here.
+    host.import_data("identity-service", &root().join("demo/citizens.jsonl"));
+    let report = || host.post("/reports/identity-check", &json!({"id": "C12345"}));
+    assert_eq!(report().body["report"], "ID C12345 is verified");
 
     // Change: a new build lands in place.
     write_slowly(
@@ -45,7 +47,7 @@ fn changed_added_and_removed_files_are_deployed_and_undeployed() {
         &std::fs::read(component("identity_confirmed")).unwrap(),
     );
     eventually("the changed file serves", || {
-        report().body["report"] == "ID C9 is confirmed"
+        report().body["report"] == "ID C12345 is confirmed"
     });
     let versions = host.events("service=hms-host");
     assert!(

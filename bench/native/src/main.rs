@@ -196,8 +196,14 @@ async fn main() -> anyhow::Result<()> {
                 url.host().unwrap_or("127.0.0.1"),
                 url.port_u16().unwrap_or(80),
             );
-            core.registry
-                .register_external("identity-service", host, port, "native", None)?;
+            core.registry.register_external(
+                "identity-service",
+                host,
+                port,
+                "native",
+                None,
+                None,
+            )?;
             Router::new().route("/reports/identity-check", axum::routing::post(report))
         }
         "seed" => {

@@ -1,85 +1,40 @@
-//! identity-service: verifies citizen IDs for callers holding a valid Core token.
+//! identity-service: verifies citizen IDs against the citizen records it
+//! keeps in its own store (`hms:core/store`).
 //!
-//! `POST /identity/verify` with `{"id":"C12345"}` and `Authorization: Bearer <token>`
-//! answers `{"status":"verified","citizen_id":"C12345"}`.
+//! A record lives under `citizen/<ID>` as JSON text
+//! `{"status": "active"|"revoked", "name": "<optional display name>"}`
+//! (unknown fields are ignored). A citizen ID is 1-64 ASCII letters, digits
+//! and `-`; anything else is 400.
+//!
+//! * `POST /identity/verify` with `{"id": "C12345"}` and
+//!   `Authorization: Bearer <token>` (any token Core verifies, else 401)
+//!   answers 200 `{"status": "verified", "citizen_id": "C12345"}` for an
+//!   active citizen (logging `Verified ID C12345`), 200 `{"status":
+//!   "revoked", ...}` for a revoked one (`ID C12345 is revoked`) and 404
+//!   `{"status": "not_found", ...}` for an unknown one (`ID C12345 not
+//!   found`).
+//! * `PUT /identity/citizens/<ID>` with `{"status": "active"|"revoked",
+//!   "name": "..."}` (name optional) creates or replaces the record and
+//!   answers 200 `{"citizen_id": ID, "status": ..., "name": ...}`, logging
+//!   `Citizen <ID> set to <status> by <subject>`; `GET
+//!   /identity/citizens/<ID>` answers the same shape, or 404. Both need a
+//!   token whose subject is an admin (`identity-admin`): 401 without a
+//!   valid token, 403 `forbidden` for any other subject.
+//!
+//! A stored record that does not parse (not JSON, or an unknown status) is a
+//! 500, logged at error; an unavailable store is a 503 `store_unavailable`.
+//! Records can also be loaded with `hms-host data import identity-service
+//! <file.jsonl>` (see `demo/citizens.jsonl`). Of the other services, only
+//! report-service may call identity through the host.
+//!
+//! The logic is in `service.rs`, shared with the test variants of this
+//! service; this crate sets what they vary.
 
-use hms_guest::auth::{self, AuthError};
-use hms_guest::logging::{self, Level};
-use hms_guest::{Request, Response, Service, ServiceInfo};
-use serde::{Deserialize, Serialize};
+mod service;
 
-struct Identity;
+/// The `status` answered for an active citizen.
+const ACTIVE_STATUS: &str = "verified";
+/// Verify logs its outcome.
+const LOG_VERIFY: bool = true;
 
-#[derive(Deserialize)]
-struct VerifyRequest {
-    id: String,
-}
-
-#[derive(Serialize)]
-struct Verified<'a> {
-    status: &'a str,
-    citizen_id: &'a str,
-}
-
-impl Service for Identity {
-    fn info() -> ServiceInfo {
-        ServiceInfo {
-            name: "identity-service".into(),
-            routes: vec!["/identity/...".into()],
-        }
-    }
-
-    /// Only report-service may call identity through the host; clients from
-    /// outside still need a valid Core token.
-    fn callers() -> Option<Vec<String>> {
-        Some(vec!["report-service".into()])
-    }
-
-    fn handle(req: Request) -> Response {
-        match (req.method.as_str(), req.path_only()) {
-            ("POST", "/identity/verify") => verify(&req),
-            (_, "/identity/verify") => {
-                Response::error(405, "method_not_allowed", "use POST").with_header("allow", "POST")
-            }
-            (_, path) => Response::error(404, "not_found", format!("no route for {path}")),
-        }
-    }
-}
-
-fn verify(req: &Request) -> Response {
-    let Some(token) = req.bearer_token() else {
-        return Response::error(
-            401,
-            "unauthorized",
-            "missing or malformed Authorization: Bearer header",
-        );
-    };
-    if let Err(e) = auth::verify(token) {
-        let reason = match e {
-            AuthError::InvalidKey => "invalid API key".to_string(),
-            AuthError::Revoked => "key revoked".to_string(),
-            AuthError::Expired => "token expired".to_string(),
-            AuthError::InvalidToken(why) => format!("invalid token: {why}"),
-        };
-        return Response::error(401, "unauthorized", reason);
-    }
-    let body: VerifyRequest = match req.json() {
-        Ok(body) => body,
-        Err(bad_request) => return bad_request,
-    };
-    if body.id.trim().is_empty() {
-        return Response::error(400, "bad_request", "`id` must not be empty");
-    }
-
-    // A real service would look the ID up in its own database here.
-    logging::log_event(Level::Info, &format!("Verified ID {}", body.id));
-    Response::json(
-        200,
-        &Verified {
-            status: "verified",
-            citizen_id: &body.id,
-        },
-    )
-}
-
-hms_guest::service!(Identity);
+hms_guest::service!(service::Identity);

@@ -2,7 +2,11 @@
 //!
 //! `POST /reports/identity-check` with `{"id":"C12345"}` discovers
 //! identity-service through the Core registry, calls it with this service's
-//! own token and answers `{"report":"ID C12345 is verified"}`.
+//! own token and puts its answer in words: `{"report":"ID C12345 is
+//! verified"}` (or `is revoked`, or whatever other status identity answers
+//! with 2xx), and `{"report":"ID C12345 is not on record"}` when identity
+//! answers 404 `{"status":"not_found"}`. An ID identity refuses (400) is a
+//! 400 here too; any other answer from identity is a 502 `upstream_error`.
 
 use hms_guest::logging::{self, Level};
 use hms_guest::{Request, Response, Service, ServiceInfo, auth, post_json, registry};
@@ -73,21 +77,32 @@ fn identity_check(req: &Request) -> Response {
             );
         }
     };
-    if !(200..300).contains(&status) {
-        let text = String::from_utf8_lossy(&answer);
-        return Response::error(
-            502,
-            "upstream_error",
-            format!("{IDENTITY} answered {status}: {text}"),
-        );
-    }
-    let answer: IdentityAnswer = match hms_guest::serde_json::from_slice(&answer) {
-        Ok(answer) => answer,
-        Err(e) => {
+    let parsed = hms_guest::serde_json::from_slice::<IdentityAnswer>(&answer);
+    let words = match (status, parsed) {
+        (200..300, Ok(answer)) => format!("is {}", answer.status),
+        (404, Ok(answer)) if answer.status == "not_found" => "is not on record".to_string(),
+        (200..300, Err(e)) => {
             return Response::error(
                 502,
                 "upstream_error",
                 format!("{IDENTITY} sent invalid JSON: {e}"),
+            );
+        }
+        // Identity checks the ID: what it refuses, the client sent.
+        (400, _) => {
+            let text = String::from_utf8_lossy(&answer);
+            return Response::error(
+                400,
+                "bad_request",
+                format!("{IDENTITY} refused the ID: {text}"),
+            );
+        }
+        _ => {
+            let text = String::from_utf8_lossy(&answer);
+            return Response::error(
+                502,
+                "upstream_error",
+                format!("{IDENTITY} answered {status}: {text}"),
             );
         }
     };
@@ -96,7 +111,7 @@ fn identity_check(req: &Request) -> Response {
     Response::json(
         200,
         &ReportAnswer {
-            report: format!("ID {} is {}", body.id, answer.status),
+            report: format!("ID {} {words}", body.id),
         },
     )
 }

@@ -6,8 +6,8 @@
 //! crate is everything a service crate needs:
 //!
 //! * [`bindings`]: the Rust bindings `wit-bindgen` generates for that world,
-//!   with the Core interfaces re-exported as [`auth`], [`logging`] and
-//!   [`registry`];
+//!   with the Core interfaces re-exported as [`auth`], [`logging`],
+//!   [`registry`] and [`store`];
 //! * [`Request`] and [`Response`]: a whole HTTP exchange as plain values
 //!   (bodies are read and written in one piece), with JSON helpers and the
 //!   project-wide error shape `{"code": "...", "message": "..."}`;
@@ -63,6 +63,9 @@ pub use bindings::hms::core::auth;
 pub use bindings::hms::core::logging;
 /// Core service registry: `discover_service`, `register_service`.
 pub use bindings::hms::core::registry;
+/// The service's private durable store: `get`, `set`, `delete`,
+/// `list_keys`, `compare_and_swap`, `increment`.
+pub use bindings::hms::core::store;
 /// Re-exported so services can build ad-hoc JSON with `serde_json::json!`.
 pub use serde_json;
 

@@ -1,7 +1,13 @@
-//! Test guest: identity-service, next version. Same contract as
-//! `components/identity`, but verified citizens are reported as `confirmed`.
+//! Test guest: identity-service, next version. It mounts identity's own
+//! logic (`components/identity/src/service.rs`), so it serves the same
+//! routes and the same stored citizens, but an active citizen is answered
+//! `{"status": "confirmed", ...}` instead of `verified`: hot-swap tests can
+//! tell the versions apart.
 
-const STATUS: &str = "confirmed";
-const LOGS: bool = true;
+#[path = "../../../identity/src/service.rs"]
+mod service;
 
-include!("variant.rs");
+const ACTIVE_STATUS: &str = "confirmed";
+const LOG_VERIFY: bool = true;
+
+hms_guest::service!(service::Identity);

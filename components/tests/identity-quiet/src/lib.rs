@@ -1,7 +1,12 @@
 //! Test guest: identity-service doing everything `components/identity` does
-//! except logging, so the benchmark can price the audit log (identity vs this).
+//! (it mounts identity's own logic, `components/identity/src/service.rs`)
+//! except logging the outcome of a verify, so the benchmark can price the
+//! audit log (identity vs this).
 
-const STATUS: &str = "verified";
-const LOGS: bool = false;
+#[path = "../../../identity/src/service.rs"]
+mod service;
 
-include!("../../identity-confirmed/src/variant.rs");
+const ACTIVE_STATUS: &str = "verified";
+const LOG_VERIFY: bool = false;
+
+hms_guest::service!(service::Identity);
