@@ -6,9 +6,16 @@ Run through bench/run.sh, which installs the peers and builds everything.
 Every comparison starts all its contenders, then alternates them (A B A B ...)
 for --reps rounds of wrk at each connection count, and reports medians and
 ratios, so machine noise hits every contender alike. Results go to
-bench/results/<UTC time>.json and bench/results/latest.md.
+bench/results/<UTC time>.json and bench/results/latest.md (--out: elsewhere).
+
+Scenarios: hello, identity, logging, seed, swap, startup (against peers or
+variants of hms-host); attack (the seed flow's latency while hostile
+components are hammered beside it); store (durable store operations through
+the store-probe test guest, against a request that touches no store).
 """
 import argparse
+import collections
+import concurrent.futures
 import datetime
 import json
 import os
@@ -24,7 +31,9 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from http.client import HTTPConnection, HTTPException  # (`http` is the helper below)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
@@ -35,7 +44,11 @@ WASMTIME = os.path.join(CACHE, "bin", "wasmtime")
 VENV_BIN = os.path.join(CACHE, "venv", "bin")
 WASM = os.path.join(ROOT, "components", "target", "wasm32-wasip2", "release")
 LUA = os.path.join(BENCH, "wrk", "request.lua")
+STORE_LUA = os.path.join(BENCH, "wrk", "store.lua")
 ID_BODY = '{"id":"C12345"}'
+# Citizen records for identity's store; loaded into a host whose identity
+# does not know C12345 (see ensure_citizens).
+CITIZENS = os.path.join(ROOT, "demo", "citizens.jsonl")
 
 
 def free_port():
@@ -90,19 +103,66 @@ class Server:
 
 
 def start_hms(components, tmp, tag, extra=()):
+    """Starts hms-host, waits until it is healthy and, if it serves identity,
+    makes sure identity knows citizen C12345 (ensure_citizens)."""
     data = os.path.join(tmp, f"hms-{tag}")
     argv = [HOST_BIN, "run", "--listen", "127.0.0.1:0", "--data-dir", data, *extra, *components]
     s = Server(f"hms-host {tag}", argv, None, read_lines=1)
     s.url = s.lines[0].rsplit(" ", 1)[-1]
     s.data_dir = data
+    s.token = None
+    try:
+        s.wait_ready("/_hms/health")
+    except SystemExit:
+        s.stop()  # if it hangs rather than exits
+        raise
+    ensure_citizens(s, components)
     return s
 
 
 def hms_token(server):
+    """A token for a fresh API key; one per host, reused."""
+    if server.token:
+        return server.token
     env = dict(os.environ, HMS_URL=server.url, HMS_DATA_DIR=server.data_dir)
     key = subprocess.check_output([HOST_BIN, "keys", "create", "bench-client"], env=env, text=True,
                                   stderr=subprocess.DEVNULL).strip()
-    return subprocess.check_output([HOST_BIN, "token", key], env=env, text=True).strip()
+    server.token = subprocess.check_output([HOST_BIN, "token", key], env=env, text=True).strip()
+    return server.token
+
+
+def identity_knows_c12345(server, components):
+    """Whether the host answers C12345 as verified: through report when it is
+    deployed, else straight from identity with a token."""
+    try:
+        if "report.wasm" in components:
+            status, body = http("POST", server.url + "/reports/identity-check", ID_BODY)
+            return status == 200 and b"ID C12345 is verified" in body
+        status, body = http("POST", server.url + "/identity/verify", ID_BODY,
+                            {"Authorization": f"Bearer {hms_token(server)}"})
+        return status == 200 and json.loads(body).get("status") == "verified"
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_citizens(server, components):
+    """Once identity keeps its citizens in its own store, a fresh data
+    directory knows none: load demo/citizens.jsonl into it (only if C12345 is
+    not verified already, and only if that file exists)."""
+    components = [os.path.basename(c) for c in components]
+    if not any(c.startswith("identity") for c in components) or identity_knows_c12345(server, components):
+        return
+    if not os.path.exists(CITIZENS):
+        print(f"  WARNING: {server.name} does not answer C12345 as verified and {CITIZENS} does not exist; "
+              f"its identity requests will not take the verified path", flush=True)
+        return
+    argv = [HOST_BIN, "data", "import", "identity-service", CITIZENS, "--url", server.url,
+            "--data-dir", server.data_dir]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 or not identity_knows_c12345(server, components):
+        print(f"  WARNING: {' '.join(argv)} exited {done.returncode} "
+              f"({(done.stderr or done.stdout).strip()[-300:]!r}) and C12345 is not verified: "
+              f"its identity requests will not take the verified path", flush=True)
 
 
 def start_native(mode, tmp, *extra):
@@ -140,13 +200,14 @@ def group_cpu_seconds(pgid):
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
-def wrk(url, conns, seconds, method="GET", body="", auth="", servers=()):
+def wrk(url, conns, seconds, method="GET", body="", auth="", servers=(), script=LUA, env=None):
     """One wrk run; `servers` are the contender's processes, whose CPU time
-    per request is reported as cpu_us."""
-    env = dict(os.environ, WRK_METHOD=method, WRK_BODY=body, WRK_AUTH=auth)
+    per request is reported as cpu_us. `script` shapes the requests, from
+    WRK_METHOD, WRK_BODY, WRK_AUTH and whatever else `env` sets."""
+    env = dict(os.environ, WRK_METHOD=method, WRK_BODY=body, WRK_AUTH=auth, **(env or {}))
     cpu0 = sum(group_cpu_seconds(s.proc.pid) for s in servers)
     threads = min(2, conns)
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", LUA, url],
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", script, url],
                          env=env, capture_output=True, text=True, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {m.group(1): float(m.group(2)) * UNITS[m.group(3)]
@@ -160,35 +221,40 @@ def wrk(url, conns, seconds, method="GET", body="", auth="", servers=()):
             "cpu_us": cpu / total * 1e6 if servers and total else None}
 
 
+def summarize(scenario, conns, contender, rs):
+    """One result row: medians of the runs `rs`, failures summed."""
+    return {"scenario": scenario, "conns": conns, "contender": contender, "runs": rs,
+            "rps": statistics.median(r["rps"] for r in rs),
+            "p50_ms": statistics.median(r["p50_ms"] for r in rs),
+            "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+            "cpu_us": statistics.median(r["cpu_us"] or 0 for r in rs),
+            "errors": sum(r["errors"] for r in rs)}
+
+
 def compare(results, scenario, contenders, conns_list, args, method="GET", body=""):
-    """contenders: list of (name, url, auth header, server processes)."""
+    """contenders: list of (name, url, auth header, server processes), each
+    optionally followed by a dict overriding wrk()'s method, body, script
+    and env for that contender."""
     for conns in conns_list:
         runs = {name: [] for name, *_ in contenders}
         for rep in range(args.reps):
-            for name, url, auth, servers in contenders:
-                r = wrk(url, conns, args.seconds, method, body, auth, servers)
+            for name, url, auth, servers, *opts in contenders:
+                shape = dict({"method": method, "body": body}, **(opts[0] if opts else {}))
+                r = wrk(url, conns, args.seconds, auth=auth, servers=servers, **shape)
                 runs[name].append(r)
                 print(f"  {scenario:<10} c={conns:<3} rep {rep + 1}/{args.reps} {name:<28} "
                       f"{r['rps']:>10.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
                       f"cpu {r['cpu_us'] or 0:.0f} us/req  errors {r['errors']}",
                       flush=True)
         for name, *_ in contenders:
-            rs = runs[name]
-            results.append({
-                "scenario": scenario, "conns": conns, "contender": name, "runs": rs,
-                "rps": statistics.median(r["rps"] for r in rs),
-                "p50_ms": statistics.median(r["p50_ms"] for r in rs),
-                "p99_ms": statistics.median(r["p99_ms"] for r in rs),
-                "cpu_us": statistics.median(r["cpu_us"] or 0 for r in rs),
-                "errors": sum(r["errors"] for r in rs),
-            })
+            results.append(summarize(scenario, conns, name, runs[name]))
 
 
 # ---------------------------------------------------------------- scenarios
 
 def bench_hello(results, tmp, args):
     hello = os.path.join(WASM, "hello.wasm")
-    hms = start_hms([hello], tmp, "hello").wait_ready("/_hms/health")
+    hms = start_hms([hello], tmp, "hello")
     port = free_port()
     # `-S cli=y`: Rust std guests import wasi:cli (environment, exit, ...),
     # which wasmtime serve links only on request; hms-host links it, empty.
@@ -205,7 +271,7 @@ def bench_hello(results, tmp, args):
 
 
 def bench_identity(results, tmp, args):
-    hms = start_hms([os.path.join(WASM, "identity.wasm")], tmp, "identity").wait_ready("/_hms/health")
+    hms = start_hms([os.path.join(WASM, "identity.wasm")], tmp, "identity")
     native = start_native("identity", tmp)
     hms_auth, native_auth = f"Bearer {hms_token(hms)}", f"Bearer {native.token}"
     native.wait_ready("/identity/verify", "POST", ID_BODY, {"Authorization": native_auth})
@@ -228,7 +294,7 @@ def bench_logging(results, tmp, args):
                                    ["--audit-durability", "process"]),
                                   ("hms-host, identity not logging", "identity_quiet.wasm", [])):
             tag = f"{wasm.split('.')[0]}-{len(servers)}"
-            s = start_hms([os.path.join(WASM, wasm)], tmp, tag, extra).wait_ready("/_hms/health")
+            s = start_hms([os.path.join(WASM, wasm)], tmp, tag, extra)
             servers[name] = (s, f"Bearer {hms_token(s)}")
         compare(results, "logging", [(n, s.url + "/identity/verify", auth, [s]) for n, (s, auth) in servers.items()],
                 args.conns, args, "POST", ID_BODY)
@@ -239,7 +305,7 @@ def bench_logging(results, tmp, args):
 
 def bench_seed(results, tmp, args):
     comps = [os.path.join(WASM, "identity.wasm"), os.path.join(WASM, "report.wasm")]
-    hms = start_hms(comps, tmp, "seed").wait_ready("/_hms/health")
+    hms = start_hms(comps, tmp, "seed")
     native_id = start_native("identity", tmp)
     native_id.wait_ready("/identity/verify", "POST", ID_BODY, {"Authorization": f"Bearer {native_id.token}"})
     native_rp = start_native("report", tmp, native_id.url).wait_ready("/reports/identity-check", "POST", ID_BODY)
@@ -272,7 +338,7 @@ def bench_swap(results, tmp, args):
     comps = [os.path.join(WASM, "identity.wasm"), os.path.join(WASM, "report.wasm")]
     versions = [open(os.path.join(WASM, f), "rb").read() for f in ("identity_confirmed.wasm", "identity.wasm")]
     answers = ["confirmed", "verified"]
-    hms = start_hms(comps, tmp, "swap", ["--no-watch"]).wait_ready("/_hms/health")
+    hms = start_hms(comps, tmp, "swap", ["--no-watch"])
     admin = open(os.path.join(hms.data_dir, "admin.token")).read().strip()
     url = hms.url + "/reports/identity-check"
     swap_ms = []
@@ -307,12 +373,7 @@ def bench_swap(results, tmp, args):
                     print(f"  swap       c={conns:<3} rep {rep + 1}/{args.reps} {name:<28} {r['rps']:>10.0f} req/s  "
                           f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  errors {r['errors']}", flush=True)
             for name, rs in runs.items():
-                results.append({"scenario": "swap", "conns": conns, "contender": f"hms-host, {name}", "runs": rs,
-                                "rps": statistics.median(r["rps"] for r in rs),
-                                "p50_ms": statistics.median(r["p50_ms"] for r in rs),
-                                "p99_ms": statistics.median(r["p99_ms"] for r in rs),
-                                "cpu_us": statistics.median(r["cpu_us"] or 0 for r in rs),
-                                "errors": sum(r["errors"] for r in rs)})
+                results.append(summarize("swap", conns, f"hms-host, {name}", rs))
     finally:
         hms.stop()
     summary = {"upload_to_served_ms": statistics.median(swap_ms), "swaps": len(swap_ms), "max_ms": max(swap_ms)}
@@ -347,24 +408,335 @@ def bench_startup(tmp, args):
     return {"runs": out, **summary}
 
 
+# ---------------------------------------------------------------- attack
+
+# The hostile test guests (components/tests), served beside identity and report.
+HOSTILE = ["trap", "panic", "stack_overflow", "endless_loop", "alloc_bomb", "no_response", "stream_forever",
+           "ignore_body"]
+# Tight limits for them, as in tests/e2e/sandbox.rs (LIMITS); identity and
+# report keep the defaults.
+ATTACK_LIMITS = """\
+[services.endless-loop-service]
+request_timeout_ms = 500
+
+[services.no-response-service]
+request_timeout_ms = 500
+max_concurrency = 2
+
+[services.stream-forever-service]
+request_timeout_ms = 3000
+max_response_body_kb = 256
+
+[services.alloc-bomb-service]
+memory_mb = 16
+
+[services.ignore-body-service]
+max_request_body_kb = 64
+"""
+# What the attackers send: (method, path, body, client timeout in seconds).
+# The body of ignore-body is over its 64 KiB limit; an endless stream is read
+# until the host cuts it off (256 KiB) or the short timeout strikes.
+ATTACKS = [("GET", "/trap/x", None, 5), ("GET", "/panic/x", None, 5), ("GET", "/stack-overflow/x", None, 5),
+           ("GET", "/endless-loop/x", None, 5), ("GET", "/alloc-bomb/x", None, 5),
+           ("GET", "/no-response/x", None, 5), ("GET", "/stream-forever/x", None, 2),
+           ("POST", "/ignore-body/x", b"x" * (100 << 10), 5)]
+# An answer body longer than this was not cut off by the host.
+STREAM_CAP = 8 << 20
+
+
+def hostile_request(host, port, method, path, body, timeout):
+    """One hostile request on a fresh connection; its outcome as a short
+    string: the status ("500"), "200 cut off" (the body broke off), "client
+    timeout" or "error <exception>"."""
+    conn = HTTPConnection(host, port, timeout=timeout)
+    try:
+        try:
+            conn.request(method, path, body=body,
+                         headers={"Content-Type": "application/octet-stream"} if body else {})
+        except OSError:
+            pass  # the host may answer (413) and close before the body is sent; read that answer
+        r = conn.getresponse()
+        read = 0
+        try:
+            while True:
+                chunk = r.read(64 << 10)
+                if not chunk:
+                    break
+                read += len(chunk)
+                if read > STREAM_CAP:
+                    return f"{r.status} not cut off"
+        except socket.timeout:
+            return f"{r.status} client timeout in body"
+        except (OSError, HTTPException):
+            return f"{r.status} cut off"
+        return str(r.status)
+    except socket.timeout:
+        return "client timeout"
+    except (OSError, HTTPException) as e:
+        return f"error {type(e).__name__}"
+    except Exception as e:  # counted, so an attacker never dies unseen
+        return f"error {type(e).__name__}: {e}"
+    finally:
+        conn.close()
+
+
+class HostileLoad:
+    """`clients` threads, each sending ATTACKS in turn (each from its own
+    starting point, so every hostile route is hit at once), one request at a
+    time, until stop()."""
+
+    def __init__(self, url, clients):
+        u = urllib.parse.urlsplit(url)
+        self.host, self.port = u.hostname, u.port
+        self.outcomes = {path: collections.Counter() for _, path, _, _ in ATTACKS}
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.t0 = time.perf_counter()
+        self.threads = [threading.Thread(target=self.attack, args=(i,), daemon=True) for i in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def attack(self, i):
+        while not self.done.is_set():
+            method, path, body, timeout = ATTACKS[i % len(ATTACKS)]
+            outcome = hostile_request(self.host, self.port, method, path, body, timeout)
+            with self.lock:
+                self.outcomes[path][outcome] += 1
+            i += 1
+
+    def stop(self):
+        """Stops the clients (each finishes its request) and returns what
+        they did: requests, requests/s, outcome counts overall and by path."""
+        self.done.set()
+        for t in self.threads:
+            t.join()
+        seconds = time.perf_counter() - self.t0
+        statuses = collections.Counter()
+        for counts in self.outcomes.values():
+            statuses.update(counts)
+        total = sum(statuses.values())
+        return {"requests": total, "seconds": seconds, "rps": total / seconds, "statuses": dict(statuses),
+                "by_path": {path: dict(c) for path, c in self.outcomes.items()}}
+
+
+def service_stats(server, admin, name):
+    _, body = http("GET", f"{server.url}/_hms/services/{name}/stats", headers={"Authorization": f"Bearer {admin}"})
+    return json.loads(body)
+
+
+def wait_idle(server, admin, services, timeout=15):
+    """Waits until no request of `services` is in flight (the host has
+    thrown away the last hostile instance), so the next run starts clean."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if all(service_stats(server, admin, s).get("in_flight", 0) == 0 for s in services):
+            return
+        time.sleep(0.05)
+    print(f"  attack     WARNING: hostile requests still in flight after {timeout} s", flush=True)
+
+
+def add_counts(total, counts):
+    for k, v in counts.items():
+        total[k] = total.get(k, 0) + v
+
+
+def bench_attack(results, tmp, args):
+    """p50/p99 and req/s of a steady seed stream with the host quiet, and
+    with `--attackers` clients hammering the hostile components beside it
+    (alternated). The normal stream must not fail a single request."""
+    comps = [os.path.join(WASM, f"{n}.wasm") for n in ["identity", "report", *HOSTILE]]
+    missing = [c for c in comps if not os.path.exists(c)]
+    if missing:
+        print(f"  attack     skipped: missing {', '.join(missing)} (scripts/build-components.sh builds them)",
+              flush=True)
+        return None
+    config = os.path.join(tmp, "attack.toml")
+    with open(config, "w") as f:
+        f.write(ATTACK_LIMITS)
+    hms = start_hms(comps, tmp, "attack", ["--config", config])
+    admin = open(os.path.join(hms.data_dir, "admin.token")).read().strip()
+    services = [f"{n.replace('_', '-')}-service" for n in HOSTILE]
+    url = hms.url + "/reports/identity-check"
+    try:
+        for conns in args.attack_conns:
+            runs = {"quiet": [], "under attack": []}
+            for rep in range(args.reps):
+                for name in runs:
+                    load = HostileLoad(hms.url, args.attackers) if name == "under attack" else None
+                    if load:
+                        time.sleep(1)  # let the slow hostile requests pile up before measuring
+                    r = wrk(url, conns, args.seconds, "POST", ID_BODY, "", [hms])
+                    hostile = ""
+                    if load:
+                        r["hostile"] = load.stop()
+                        wait_idle(hms, admin, services)
+                        hostile = f"  hostile {r['hostile']['requests']} ({r['hostile']['rps']:.0f}/s)"
+                        if not r["hostile"]["requests"]:
+                            print("  attack     WARNING: the attackers made no requests", flush=True)
+                    else:
+                        time.sleep(0.5)  # same pause before the next run as after an attack
+                    runs[name].append(r)
+                    print(f"  attack     c={conns:<3} rep {rep + 1}/{args.reps} {name:<28} {r['rps']:>10.0f} req/s  "
+                          f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  errors {r['errors']}{hostile}",
+                          flush=True)
+            for name, rs in runs.items():
+                row = summarize("attack", conns, name, rs)
+                if name == "under attack":
+                    statuses, by_path = {}, {}
+                    for r in rs:
+                        add_counts(statuses, r["hostile"]["statuses"])
+                        for path, counts in r["hostile"]["by_path"].items():
+                            add_counts(by_path.setdefault(path, {}), counts)
+                    row["hostile"] = {"clients": args.attackers,
+                                      "requests": sum(r["hostile"]["requests"] for r in rs),
+                                      "rps": statistics.median(r["hostile"]["rps"] for r in rs),
+                                      "statuses": statuses, "by_path": by_path}
+                results.append(row)
+        # Afterwards: the host still answers the normal flow correctly; what
+        # each service's limits counted over the whole scenario.
+        status, body = http("POST", url, ID_BODY)
+        counters = {}
+        for name in services + ["identity-service", "report-service"]:
+            c = service_stats(hms, admin, name).get("counters", {})
+            counters[name] = {k: v for k, v in c.items() if v}
+    finally:
+        hms.stop()
+    summary = {"limits": ATTACK_LIMITS, "clients": args.attackers, "host_counters": counters,
+               "after": {"status": status, "body": body.decode(errors="replace")}}
+    print(f"  attack     afterwards the seed flow answers {status} {summary['after']['body']}", flush=True)
+    for name, c in counters.items():
+        print(f"  attack     host counters {name}: {c}", flush=True)
+    return summary
+
+
+# ---------------------------------------------------------------- store
+
+STORE_KEYS = 1000        # set and get pick a random key of these
+STORE_VALUE = "x" * 100  # what set writes
+
+
+def bench_store(results, tmp, args):
+    """Store operations through the store-probe guest (one store call per
+    request) against hello on the same host (a request that touches no
+    store): read, durable write on a random key, increment of one hot key."""
+    probe = os.path.join(WASM, "store_probe.wasm")
+    if not os.path.exists(probe):
+        print(f"  store      skipped: {probe} does not exist (the store-probe test guest; "
+              f"scripts/build-components.sh builds it once components/tests/store-probe is in)", flush=True)
+        return None
+    try:
+        hms = start_hms([os.path.join(WASM, "hello.wasm"), probe], tmp, "store")
+    except SystemExit as e:
+        print(f"  store      skipped: {e} (does this hms-host have the store feature?)", flush=True)
+        return None
+    op_url = hms.url + "/store-probe/op"
+    try:
+        def op(**body):
+            status, answer = http("POST", op_url, json.dumps(body))
+            return status, json.loads(answer) if answer else None
+
+        checks = [(op(op="set", key="bench-check", value="v"), {"ok": True}),
+                  (op(op="get", key="bench-check"), {"value": "v"}),
+                  (op(op="increment", key="bench-check-n", delta=1), {"value": 1})]
+        for (status, answer), want in checks:
+            if status != 200 or answer != want:
+                print(f"  store      skipped: store-probe answered {status} {answer}, expected 200 {want}",
+                      flush=True)
+                return None
+        # Every key get and set pick exists, so get always finds a value.
+        keys = [f"key-{i}" for i in range(STORE_KEYS)]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            loaded = list(pool.map(lambda k: op(op="set", key=k, value=STORE_VALUE)[0], keys))
+        if any(s != 200 for s in loaded):
+            print(f"  store      skipped: loading {STORE_KEYS} keys failed: {collections.Counter(loaded)}", flush=True)
+            return None
+        store_env = {"STORE_KEYS": str(STORE_KEYS), "STORE_VALUE": STORE_VALUE}
+        increment = "increment (one hot key)"
+        contenders = [
+            ("hello (no store call)", hms.url + "/hello", "", [hms], {"method": "GET", "body": ""}),
+            (f"get (random key of {STORE_KEYS})", op_url, "", [hms],
+             {"script": STORE_LUA, "env": dict(store_env, STORE_OP="get")}),
+            (f"set (random key of {STORE_KEYS})", op_url, "", [hms],
+             {"script": STORE_LUA, "env": dict(store_env, STORE_OP="set")}),
+            (increment, op_url, "", [hms],
+             {"method": "POST", "body": '{"op":"increment","key":"hot","delta":1}'}),
+        ]
+        compare(results, "store", contenders, args.conns, args)
+        # Every counted increment must be in the hot key (a few more may
+        # have been in flight when wrk stopped).
+        counted = sum(run["requests"] for r in results if r["scenario"] == "store" and r["contender"] == increment
+                      for run in r["runs"])
+        hot = int(op(op="get", key="hot")[1]["value"] or 0)
+    finally:
+        hms.stop()
+    summary = {"keys": STORE_KEYS, "value_bytes": len(STORE_VALUE), "increments_counted": counted,
+               "hot_key_value": hot}
+    print(f"  store      hot key {hot} after {counted} increments counted by wrk", flush=True)
+    return summary
+
+
 # ---------------------------------------------------------------- report
 
-def ratio(results, scenario, conns, a, b):
+def ratio(results, scenario, conns, a, b, key="rps"):
     get = {(r["scenario"], r["conns"], r["contender"]): r for r in results}
     ra, rb = get.get((scenario, conns, a)), get.get((scenario, conns, b))
-    return ra["rps"] / rb["rps"] if ra and rb and rb["rps"] else None
+    return ra[key] / rb[key] if ra and rb and rb[key] else None
 
 
-def markdown(results, startup, swap, meta):
+def times(x):
+    return "—" if x is None else f"{x:.2f}×"
+
+
+def markdown(results, startup, swap, meta, attack=None, store=None):
     lines = [f"Run {meta['time']} on {meta['machine']}; wrk {meta['seconds']} s per run, "
-             f"{meta['reps']} alternating rounds, medians.", "",
-             "| scenario | conns | contender | req/s | p50 ms | p99 ms | server CPU µs/req | failed | req/s vs hms-host |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"{meta['reps']} alternating rounds, medians."]
+    own_tables = ("attack", "store")
+    if any(r["scenario"] not in own_tables for r in results):
+        lines += ["",
+                  "| scenario | conns | contender | req/s | p50 ms | p99 ms | server CPU µs/req | failed | req/s vs hms-host |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
+        if r["scenario"] in own_tables:
+            continue
         base = {"swap": "hms-host, no swaps", "logging": "hms-host, identity logging"}.get(r["scenario"], "hms-host")
         rel = ratio(results, r["scenario"], r["conns"], r["contender"], base)
         lines.append(f"| {r['scenario']} | {r['conns']} | {r['contender']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | "
-                     f"{r['p99_ms']:.3f} | {r['cpu_us']:.0f} | {r['errors']} | {rel:.2f}× |")
+                     f"{r['p99_ms']:.3f} | {r['cpu_us']:.0f} | {r['errors']} | {times(rel)} |")
+    rows = [r for r in results if r["scenario"] == "attack"]
+    if rows:
+        lines += ["", f"Seed flow (wrk) while {attack['clients'] if attack else '?'} clients hammer the hostile "
+                      "components on the same host, alternated with a quiet host. Server CPU counts the hostile "
+                      "work too; \"failed\" is normal requests only (non-2xx and socket errors).", "",
+                  "| conns | contender | req/s | p50 ms | p99 ms | server CPU µs/req | failed | hostile req/s | "
+                  "req/s vs quiet | p99 vs quiet |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            h = f"{r['hostile']['rps']:.0f}" if r.get("hostile") else "—"
+            lines.append(f"| {r['conns']} | {r['contender']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
+                         f"{r['cpu_us']:.0f} | {r['errors']} | {h} | "
+                         f"{times(ratio(results, 'attack', r['conns'], r['contender'], 'quiet'))} | "
+                         f"{times(ratio(results, 'attack', r['conns'], r['contender'], 'quiet', 'p99_ms'))} |")
+        for r in rows:
+            if r.get("hostile"):
+                by_path = "; ".join(f"`{path}` " + ", ".join(f"{k}×{v}" for k, v in sorted(c.items()))
+                                    for path, c in r["hostile"]["by_path"].items())
+                lines += ["", f"Hostile requests at c={r['conns']} ({r['hostile']['requests']} in "
+                              f"{len(r['runs'])} runs): {by_path}."]
+    rows = [r for r in results if r["scenario"] == "store"]
+    if rows:
+        base = rows[0]["contender"]
+        lines += ["", f"Store operations through store-probe (one store call per request; {STORE_KEYS} keys of "
+                      f"{len(STORE_VALUE)} bytes) against `{base}` on the same host.", "",
+                  "| conns | operation | ops/s | p50 ms | p99 ms | server CPU µs/op | failed | ops/s vs no store |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(f"| {r['conns']} | {r['contender']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | "
+                         f"{r['p99_ms']:.3f} | {r['cpu_us']:.0f} | {r['errors']} | "
+                         f"{times(ratio(results, 'store', r['conns'], r['contender'], base))} |")
+        if store:
+            lines += ["", f"Hot key after the increment runs: {store['hot_key_value']}, "
+                          f"{store['increments_counted']} increments counted by wrk (requests still in flight "
+                          f"when wrk stops may add a few)."]
     if swap:
         lines += ["", f"Hot swap: upload of a new identity version to the first request served by it, median "
                       f"{swap['upload_to_served_ms']:.1f} ms (max {swap['max_ms']:.1f} ms, {swap['swaps']} swaps)."]
@@ -379,14 +751,21 @@ def main():
     p.add_argument("--seconds", type=int, default=10, help="wrk duration per run")
     p.add_argument("--reps", type=int, default=3, help="alternating rounds per comparison")
     p.add_argument("--conns", type=int, nargs="+", default=[1, 32], help="connection counts")
-    p.add_argument("--only", nargs="+", default=["hello", "identity", "logging", "seed", "swap", "startup"])
+    scenarios = ["hello", "identity", "logging", "seed", "swap", "startup", "attack", "store"]
+    p.add_argument("--only", nargs="+", default=scenarios, choices=scenarios, metavar="SCENARIO",
+                   help=f"scenarios to run, of: {' '.join(scenarios)}")
     p.add_argument("--flask-workers", type=int, default=2, help="gunicorn workers per Flask service")
     p.add_argument("--startup-reps", type=int, default=5)
+    p.add_argument("--attack-conns", type=int, nargs="+", default=[1, 16],
+                   help="connection counts of the normal stream in the attack scenario")
+    p.add_argument("--attackers", type=int, default=8, help="concurrent hostile clients in the attack scenario")
+    p.add_argument("--out", default=os.path.join(BENCH, "results"),
+                   help="directory for <time>.json and latest.md")
     args = p.parse_args()
     for tool in (HOST_BIN, NATIVE_BIN, WASMTIME, shutil.which("wrk") or "/missing/wrk"):
         if not os.path.exists(tool):
             sys.exit(f"missing {tool}: run bench/run.sh")
-    results, startup, swap = [], None, None
+    results, startup, swap, attack, store = [], None, None, None, None
     with tempfile.TemporaryDirectory(prefix="hms-bench-") as tmp:
         for name in args.only:
             print(f"== {name}", flush=True)
@@ -394,18 +773,26 @@ def main():
                 startup = bench_startup(tmp, args)
             elif name == "swap":
                 swap = bench_swap(results, tmp, args)
+            elif name == "attack":
+                attack = bench_attack(results, tmp, args)
+            elif name == "store":
+                store = bench_store(results, tmp, args)
             else:
                 {"hello": bench_hello, "identity": bench_identity, "logging": bench_logging,
                  "seed": bench_seed}[name](results, tmp, args)
+    if not (results or startup or swap):
+        print("\nnothing was measured; no results written")
+        return
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     meta = {"time": now, "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-            "seconds": args.seconds, "reps": args.reps, "conns": args.conns,
+            "seconds": args.seconds, "reps": args.reps, "conns": args.conns, "attack_conns": args.attack_conns,
             "wasmtime": subprocess.check_output([WASMTIME, "--version"], text=True).strip()}
-    os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
-    with open(os.path.join(BENCH, "results", f"{now}.json"), "w") as f:
-        json.dump({"meta": meta, "results": results, "startup": startup, "swap": swap}, f, indent=1)
-    table = markdown(results, startup, swap, meta)
-    with open(os.path.join(BENCH, "results", "latest.md"), "w") as f:
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, f"{now}.json"), "w") as f:
+        json.dump({"meta": meta, "results": results, "startup": startup, "swap": swap, "attack": attack,
+                   "store": store}, f, indent=1)
+    table = markdown(results, startup, swap, meta, attack, store)
+    with open(os.path.join(args.out, "latest.md"), "w") as f:
         f.write(table)
     print("\n" + table)
 

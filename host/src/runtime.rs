@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use wasmtime::component::Linker;
 use wasmtime::{Store, UpdateDeadline};
@@ -39,6 +40,10 @@ const MAX_OUTPUT_LINES: usize = 64;
 /// stopped: the response guard fails a stream still running at the deadline
 /// first, so a response cut short never looks complete to the client.
 const STOP_GRACE: Duration = Duration::from_millis(100);
+
+/// Epoch ticks (10 ms each) an instance may compute before it needs the
+/// heavy lane; ordinary requests finish long before.
+const FREE_TICKS: u32 = 2;
 
 /// Deployed services and their routes: one immutable snapshot.
 #[derive(Default)]
@@ -58,6 +63,9 @@ pub struct Runtime {
     /// versions (its slots and counters belong to the name).
     guards: Mutex<HashMap<String, Arc<ServiceGuard>>>,
     deployed: ArcSwap<Deployment>,
+    /// The heavy lane: permits to keep computing past `FREE_TICKS`, half the
+    /// CPUs (at least one).
+    heavy: Arc<Semaphore>,
     /// Serialises deploys (never requests).
     deploying: Mutex<()>,
     /// The durable record of versions, for listing, rollback and restarts.
@@ -121,6 +129,9 @@ impl Runtime {
             core,
             sandbox,
             guards: Mutex::new(HashMap::new()),
+            heavy: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            )),
             deployed: ArcSwap::from_pointee(Deployment::default()),
             deploying: Mutex::new(()),
             record,
@@ -474,16 +485,33 @@ impl Runtime {
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         // Guest code that runs for a whole epoch tick yields its worker
-        // thread, so a busy guest shares the CPU with every other request
-        // instead of holding a worker until its deadline; at the deadline
-        // it is interrupted (a trap the invocation reports as a timeout).
+        // thread, so a busy guest shares the CPU instead of holding a worker
+        // until its deadline; at the deadline it is interrupted (a trap the
+        // invocation reports as a timeout). Past FREE_TICKS of computing, an
+        // instance runs each further tick only holding a permit of the heavy
+        // lane, which admits few at once: however many guests spin, most of
+        // the CPU stays with ordinary requests, which never get that far.
+        let heavy = self.heavy.clone();
+        let held: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
+        let mut ticks = 0u32;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if std::time::Instant::now() >= stop_at {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+                return Ok(UpdateDeadline::Interrupt);
             }
+            ticks += 1;
+            if ticks <= FREE_TICKS {
+                return Ok(UpdateDeadline::Yield(1));
+            }
+            lock(&held).take(); // the next turn is queued for like everyone else
+            let (heavy, held) = (heavy.clone(), held.clone());
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    let permit = heavy.acquire_owned().await.ok();
+                    *lock(&held) = permit;
+                }),
+            ))
         });
         store
     }
