@@ -413,26 +413,9 @@ def bench_startup(tmp, args):
 # The hostile test guests (components/tests), served beside identity and report.
 HOSTILE = ["trap", "panic", "stack_overflow", "endless_loop", "alloc_bomb", "no_response", "stream_forever",
            "ignore_body"]
-# Tight limits for them, as in tests/e2e/sandbox.rs (LIMITS); identity and
+# Tight limits for them, shared with tests/e2e/sandbox.rs; identity and
 # report keep the defaults.
-ATTACK_LIMITS = """\
-[services.endless-loop-service]
-request_timeout_ms = 500
-
-[services.no-response-service]
-request_timeout_ms = 500
-max_concurrency = 2
-
-[services.stream-forever-service]
-request_timeout_ms = 3000
-max_response_body_kb = 256
-
-[services.alloc-bomb-service]
-memory_mb = 16
-
-[services.ignore-body-service]
-max_request_body_kb = 64
-"""
+ATTACK_LIMITS = open(os.path.join(ROOT, "tests", "e2e", "hostile-limits.toml")).read()
 # What the attackers send: (method, path, body, client timeout in seconds).
 # The body of ignore-body is over its 64 KiB limit; an endless stream is read
 # until the host cuts it off (256 KiB) or the short timeout strikes.

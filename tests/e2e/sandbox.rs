@@ -16,25 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Tight limits for the hostile services, so the test is quick; identity and
-/// report keep the defaults.
-const LIMITS: &str = r#"
-[services.endless-loop-service]
-request_timeout_ms = 500
-
-[services.no-response-service]
-request_timeout_ms = 500
-max_concurrency = 2
-
-[services.stream-forever-service]
-request_timeout_ms = 3000
-max_response_body_kb = 256
-
-[services.alloc-bomb-service]
-memory_mb = 16
-
-[services.ignore-body-service]
-max_request_body_kb = 64
-"#;
+/// report keep the defaults (shared with the attack benchmark).
+const LIMITS: &str = include_str!("hostile-limits.toml");
 
 fn hostile_components() -> Vec<PathBuf> {
     let mut all = seed_components();

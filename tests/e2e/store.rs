@@ -21,20 +21,11 @@ fn op(host: &Host, request: Value) -> (u16, Value) {
 }
 
 fn token_for_subject(host: &Host, subject: &str) -> String {
-    let out = host.cli(&["keys", "create", subject]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let api_key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let v = block_on(host.client().call(
-        Method::POST,
-        "/_hms/auth/token",
-        Some(&json!({ "api_key": api_key })),
-    ))
-    .unwrap();
-    v["token"].as_str().unwrap().to_string()
+    let key = new_key(host, subject);
+    token_for(host, &key).body["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn report(host: &Host, id: &str) -> Value {
