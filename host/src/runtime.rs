@@ -702,6 +702,8 @@ fn body_limit_error(service: &str, limits: &Limits) -> http::Response<WasiBody> 
 enum Failure {
     Timeout,
     MemoryLimit,
+    /// Tried to hold more than [`crate::state::MAX_RESOURCES`] host resources.
+    ResourceLimit,
     Trap(String),
     /// Every pooled instance slot of the host is taken.
     HostBusy,
@@ -716,6 +718,12 @@ impl Failure {
         if error.is::<wasmtime::PoolConcurrencyLimitError>() {
             return Failure::HostBusy;
         }
+        if error
+            .chain()
+            .any(|e| e.is::<wasmtime::component::ResourceTableError>())
+        {
+            return Failure::ResourceLimit;
+        }
         match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => Failure::Timeout,
             Some(trap) => Failure::Trap(trap.to_string()),
@@ -729,6 +737,10 @@ impl Failure {
             Failure::MemoryLimit => {
                 format!("exceeded its memory limit of {} MiB", limits.memory >> 20)
             }
+            Failure::ResourceLimit => format!(
+                "exceeded its limit of {} host resources",
+                crate::state::MAX_RESOURCES
+            ),
             Failure::Trap(trap) => format!("trapped: {trap}"),
             Failure::HostBusy => {
                 "could not start: every instance slot of the host is in use".into()
@@ -740,7 +752,7 @@ impl Failure {
     fn counter(&self) -> Option<Counter> {
         match self {
             Failure::Timeout => Some(Counter::Timeout),
-            Failure::MemoryLimit => Some(Counter::MemoryLimit),
+            Failure::MemoryLimit | Failure::ResourceLimit => Some(Counter::MemoryLimit),
             Failure::Trap(_) => Some(Counter::Trap),
             Failure::HostBusy => Some(Counter::Busy),
             Failure::Other(_) => None,

@@ -35,7 +35,7 @@ pub enum Counter {
     ResponseTooLarge,
     /// Over the time limit: 504, or a response stream cut off.
     Timeout,
-    /// Grew past its memory limit.
+    /// Grew past its memory limit, or its cap of host resources.
     MemoryLimit,
     /// Trapped (panic, stack overflow, unreachable, ...).
     Trap,

@@ -15,6 +15,13 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// fails the guest's write rather than growing without bound.
 pub const CAPTURE_LIMIT: usize = 64 * 1024;
 
+/// Host resources (header sets, bodies, streams, pollables, ...) one instance
+/// may hold at once. A request of the example services uses a few dozen;
+/// the cap bounds the host memory an instance can pin (each header set holds
+/// up to wasi:http's 128 KiB field limit) to the order of its own memory
+/// limit.
+pub const MAX_RESOURCES: usize = 1024;
+
 /// Store data of one component invocation.
 pub struct RequestState {
     wasi: WasiCtx,
@@ -46,7 +53,11 @@ impl RequestState {
         RequestState {
             wasi,
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_RESOURCES);
+                table
+            },
             limiter: MemoryLimiter::new(guard.grants.limits.memory),
             outgoing: Outgoing {
                 dispatch,

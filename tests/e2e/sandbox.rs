@@ -27,6 +27,7 @@ fn hostile_components() -> Vec<PathBuf> {
         component("stack_overflow"),
         component("endless_loop"),
         component("alloc_bomb"),
+        component("resource_bomb"),
         component("no_response"),
         component("stream_forever"),
         component("ignore_body"),
@@ -93,7 +94,7 @@ fn hostile_components_fail_alone_while_normal_traffic_flows() {
     let normal = normal_stream(&host, 4, stop.clone());
 
     // Every hostile behaviour, three at a time, while the stream flows.
-    let expectations: [(&str, u16, &str, &str); 7] = [
+    let expectations: [(&str, u16, &str, &str); 8] = [
         ("/trap/x", 500, "component_failed", "trapped"),
         ("/panic/x", 500, "component_failed", "trapped"),
         (
@@ -110,6 +111,12 @@ fn hostile_components_fail_alone_while_normal_traffic_flows() {
             "memory limit of 16 MiB",
         ),
         ("/no-response/x", 504, "timeout", "time limit"),
+        (
+            "/resource-bomb/x",
+            500,
+            "component_failed",
+            "1024 host resources",
+        ),
         ("/ignore-body/x", 413, "payload_too_large", "65536"),
     ];
     let url = host.url();
@@ -182,6 +189,7 @@ fn hostile_components_fail_alone_while_normal_traffic_flows() {
         ("stack-overflow-service", "trap", "trapped"),
         ("endless-loop-service", "timeout", "time limit"),
         ("alloc-bomb-service", "memory_limit", "memory limit"),
+        ("resource-bomb-service", "memory_limit", "host resources"),
         ("no-response-service", "timeout", "time limit"),
         ("stream-forever-service", "response_too_large", "cut off"),
     ] {
