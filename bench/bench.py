@@ -411,8 +411,8 @@ def bench_startup(tmp, args):
 # ---------------------------------------------------------------- attack
 
 # The hostile test guests (components/tests), served beside identity and report.
-HOSTILE = ["trap", "panic", "stack_overflow", "endless_loop", "alloc_bomb", "no_response", "stream_forever",
-           "ignore_body"]
+HOSTILE = ["trap", "panic", "stack_overflow", "endless_loop", "alloc_bomb", "resource_bomb", "no_response",
+           "stream_forever", "ignore_body"]
 # Tight limits for them, shared with tests/e2e/sandbox.rs; identity and
 # report keep the defaults.
 ATTACK_LIMITS = open(os.path.join(ROOT, "tests", "e2e", "hostile-limits.toml")).read()
@@ -420,7 +420,7 @@ ATTACK_LIMITS = open(os.path.join(ROOT, "tests", "e2e", "hostile-limits.toml")).
 # The body of ignore-body is over its 64 KiB limit; an endless stream is read
 # until the host cuts it off (256 KiB) or the short timeout strikes.
 ATTACKS = [("GET", "/trap/x", None, 5), ("GET", "/panic/x", None, 5), ("GET", "/stack-overflow/x", None, 5),
-           ("GET", "/endless-loop/x", None, 5), ("GET", "/alloc-bomb/x", None, 5),
+           ("GET", "/endless-loop/x", None, 5), ("GET", "/alloc-bomb/x", None, 5), ("GET", "/resource-bomb/x", None, 5),
            ("GET", "/no-response/x", None, 5), ("GET", "/stream-forever/x", None, 2),
            ("POST", "/ignore-body/x", b"x" * (100 << 10), 5)]
 # An answer body longer than this was not cut off by the host.
