@@ -325,6 +325,14 @@ async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
             bail!("{}: no such component file", file.display());
         }
     }
+    for (service, file) in &args.imports {
+        if !file.is_file() {
+            bail!("--import {service}={}: no such file", file.display());
+        }
+    }
+    if args.memory_limit_mb == 0 || args.request_timeout_ms == 0 {
+        bail!("--memory-limit-mb and --request-timeout-ms must be at least 1");
+    }
     let mut sandbox = Sandbox {
         defaults: Limits {
             memory: args.memory_limit_mb << 20,
