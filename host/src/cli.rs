@@ -55,6 +55,9 @@ enum Command {
     },
     /// List the versions of a service the running host has deployed.
     Versions { service: String },
+    /// A deployed service's limits, requests in flight and the count of every
+    /// limit it hit (admin).
+    Stats { service: String },
     /// A service's private store (admin): export it as JSON lines, or import
     /// JSON lines into it (all or nothing; existing keys are replaced).
     #[command(subcommand)]
@@ -270,6 +273,12 @@ async fn execute(command: Command, host: HostArgs) -> anyhow::Result<()> {
                     ver["source"].as_str().unwrap_or_default()
                 );
             }
+            Ok(())
+        }
+        Command::Stats { service } => {
+            let path = format!("/_hms/services/{service}/stats");
+            let v = client(&host, true)?.call(Method::GET, &path, None).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }
         Command::Data(DataCommand::Export { service, output }) => {

@@ -346,6 +346,16 @@ fn request_limits_answer_413_431_and_503_with_json() {
     assert_eq!(s["counters"]["body_too_large"], 2, "{s}");
     assert_eq!(s["limits"]["max_request_body"], 1 << 20);
 
+    // The CLI shows the same counters.
+    let out = host.cli(&["stats", "no-response-service"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["counters"]["busy"], 1);
+
     // Normal requests were never affected.
     let r = host.post("/reports/identity-check", &json!({"id": "C12345"}));
     assert_eq!(r.status, 200);
