@@ -8,6 +8,13 @@
 //! that were queued with it. Many concurrent requests therefore share one
 //! disk sync instead of paying one each.
 //!
+//! The writer commits when somebody waits: a [`AuditLog::flush`] is queued,
+//! [`MAX_BATCH`] events are, or the oldest queued event is [`LINGER`] old.
+//! Events nobody flushes (a deploy, a line logged while a response streams)
+//! are therefore durable within [`LINGER`], and a request whose services log
+//! several events (report and identity in the seed flow) pays one commit for
+//! all of them when its response flushes, not one per event.
+//!
 //! Every event carries `hash = SHA-256(prev_hash ‖ seq ‖ time_ms ‖ service ‖
 //! level ‖ message ‖ trace_id)` (integers as 8-byte big-endian, strings
 //! prefixed by their 8-byte big-endian length, first `prev_hash` = 32 zero
@@ -24,10 +31,11 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
@@ -38,6 +46,8 @@ use tokio::sync::{oneshot, watch};
 /// Most events written in one transaction; bounds the time a flush waits
 /// behind a burst.
 const MAX_BATCH: usize = 4096;
+/// Longest an event waits for a commit when nobody flushes it.
+const LINGER: Duration = Duration::from_millis(20);
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 /// Idle read connections kept for reuse (opening one re-reads the schema).
@@ -215,6 +225,8 @@ struct Inner {
     /// `Option` only so that `Drop` can close the channel before joining.
     tx: Option<mpsc::Sender<Msg>>,
     durable: Arc<watch::Sender<u64>>,
+    /// Transactions committed since open.
+    commits: Arc<AtomicU64>,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
     writer: Option<JoinHandle<()>>,
@@ -309,12 +321,14 @@ impl AuditLog {
         let reader = open_reader(path)?;
 
         let durable = Arc::new(watch::Sender::new(seq));
+        let commits = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             conn,
             seq,
             prev_hash,
             durable: durable.clone(),
+            commits: commits.clone(),
             unreported: None,
         };
         let handle = std::thread::Builder::new()
@@ -324,6 +338,7 @@ impl AuditLog {
             inner: Arc::new(Inner {
                 tx: Some(tx),
                 durable,
+                commits,
                 readers: Mutex::new(vec![reader]),
                 path: path.to_owned(),
                 writer: Some(handle),
@@ -395,6 +410,12 @@ impl AuditLog {
             let rows = stmt.query_map(rusqlite::params_from_iter(args), event_from_row)?;
             rows.collect()
         })
+    }
+
+    /// Transactions (each one disk sync) committed since this log was
+    /// opened; `last_seq` over it is the average group-commit size.
+    pub fn commits(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
     }
 
     /// Watches the last durable `seq` (for live tail and long-polling).
@@ -474,6 +495,7 @@ struct Writer {
     seq: u64,
     prev_hash: [u8; 32],
     durable: Arc<watch::Sender<u64>>,
+    commits: Arc<AtomicU64>,
     /// A commit failure no flush has been told about yet.
     unreported: Option<String>,
 }
@@ -482,20 +504,45 @@ impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut events = Vec::new();
         let mut barriers = Vec::new();
-        // Block for the first message, then take whatever else is already
-        // queued: under load batches grow by themselves, idle costs nothing.
-        while let Ok(first) = rx.recv() {
-            let mut next = Some(first);
-            while let Some(msg) = next {
-                match msg {
-                    Msg::Event { time_ms, event } => events.push((time_ms, event)),
-                    Msg::Barrier(done) => barriers.push(done),
+        // When the oldest uncommitted event was queued.
+        let mut oldest: Option<Instant> = None;
+        loop {
+            // Idle: block for the next message. Holding events nobody waits
+            // for yet: block at most until the oldest is LINGER old.
+            let msg = match oldest {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(since) => rx.recv_timeout(LINGER.saturating_sub(since.elapsed())),
+            };
+            let closed = match msg {
+                Ok(first) => {
+                    // Take whatever else is already queued: under load
+                    // batches grow by themselves.
+                    let mut next = Some(first);
+                    while let Some(msg) = next {
+                        match msg {
+                            Msg::Event { time_ms, event } => {
+                                oldest.get_or_insert_with(Instant::now);
+                                events.push((time_ms, event));
+                            }
+                            Msg::Barrier(done) => barriers.push(done),
+                        }
+                        next = if events.len() < MAX_BATCH {
+                            rx.try_recv().ok()
+                        } else {
+                            None
+                        };
+                    }
+                    false
                 }
-                next = if events.len() < MAX_BATCH {
-                    rx.try_recv().ok()
-                } else {
-                    None
-                };
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
+            let due = closed
+                || !barriers.is_empty()
+                || events.len() >= MAX_BATCH
+                || oldest.is_some_and(|since| since.elapsed() >= LINGER);
+            if !due {
+                continue;
             }
             if !events.is_empty() {
                 if let Err(e) = self.commit(&events) {
@@ -503,6 +550,7 @@ impl Writer {
                     self.unreported = Some(format!("{} events lost: {e}", events.len()));
                 }
                 events.clear();
+                oldest = None;
             }
             if !barriers.is_empty() {
                 let outcome = self.unreported.take().map_or(Ok(()), Err);
@@ -510,8 +558,11 @@ impl Writer {
                     let _ = done.send(outcome.clone());
                 }
             }
+            if closed {
+                // Every handle is gone and everything was committed.
+                return;
+            }
         }
-        // Channel closed: every handle is gone and everything was committed.
     }
 
     fn commit(&mut self, events: &[(u64, NewEvent)]) -> rusqlite::Result<()> {
@@ -541,6 +592,7 @@ impl Writer {
         tx.commit()?;
         // Only advance once durable: a failed batch leaves no gap in seq.
         (self.seq, self.prev_hash) = (seq, prev);
+        self.commits.fetch_add(1, Ordering::Relaxed);
         self.durable.send_replace(seq);
         Ok(())
     }
@@ -871,6 +923,31 @@ mod tests {
             (0..PER_TASK).map(|i| format!("3/{i}")).collect::<Vec<_>>()
         );
         assert_eq!(log.verify_chain()?, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn one_flush_commits_everything_queued_before_it_at_once() -> anyhow::Result<()> {
+        let dir = TempDir::new("group");
+        let log = AuditLog::open(&db(&dir))?;
+        // Events of one request from two services, then its response's flush.
+        log.append(event("identity-service", Level::Info, "verified", "t1"));
+        log.append(event("report-service", Level::Info, "reported", "t1"));
+        log.flush().await?;
+        assert_eq!((log.last_seq(), log.commits()), (2, 1));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn unflushed_events_are_committed_within_the_linger() -> anyhow::Result<()> {
+        let dir = TempDir::new("linger");
+        let log = AuditLog::open(&db(&dir))?;
+        let mut tail = log.subscribe();
+        log.append(event("deployments", Level::Info, "swapped", ""));
+        // Nobody flushes: the writer commits on its own.
+        tokio::time::timeout(Duration::from_secs(5), tail.wait_for(|seq| *seq == 1)).await??;
+        assert_eq!(log.query(&Query::default())?.len(), 1);
+        assert_eq!(log.commits(), 1);
         Ok(())
     }
 
