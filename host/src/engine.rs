@@ -10,12 +10,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Epoch tick: guest code running this long yields its thread, and the
 /// request deadline is checked at this granularity; 10 ms keeps the ticker's
 /// cost negligible.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Bytes of each linear memory and table kept resident when its slot is
+/// freed, reset in place for the next instance. Measured with the bench
+/// harness: 2 MiB with PAGEMAP_SCAN served hello 2.1× and the seed flow
+/// 1.7× faster at 32 connections than `madvise` of everything; 1 MiB and
+/// 8 MiB were no better. The cost is resident memory: at most this much per
+/// warm slot, and only the pages a guest really touched. The reset restores
+/// the initial contents exactly as `madvise` would, so nothing of one
+/// request is visible to the next.
+const KEEP_RESIDENT: usize = 2 << 20;
+/// The same for tables (function references), which are far smaller.
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
 /// The shared engine and its compile cache.
 pub struct WasmEngine {
@@ -40,6 +52,13 @@ impl WasmEngine {
             .total_tables(max_instances * 4)
             .total_stacks(max_instances)
             .max_memory_size(max_memory as usize);
+        // A freed instance slot is reset for the next request by rewriting
+        // only the pages it dirtied (found with Linux's PAGEMAP_SCAN, where
+        // the kernel has it) up to KEEP_RESIDENT, instead of `madvise`, whose
+        // TLB shootdowns across every core were a fifth of all CPU time.
+        pool.linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
+            .pagemap_scan(Enabled::Auto);
         let mut config = Config::new();
         config
             .epoch_interruption(true)
