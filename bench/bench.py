@@ -2,7 +2,10 @@
 """Benchmark harness: hms-host against wasmtime serve, native axum and Flask,
 side by side in one run.
 
-Run through bench/run.sh, which installs the peers and builds everything.
+Run through bench/run.sh, which installs wrk and builds everything; the
+other peers are installed into bench/cache (git-ignored) here, and only when
+a selected scenario needs them: wasmtime-cli for hello, the Flask venv for
+seed.
 Every comparison starts all its contenders, then alternates them (A B A B ...)
 for --reps rounds of wrk at each connection count, and reports medians and
 ratios, so machine noise hits every contender alike. Results go to
@@ -11,7 +14,9 @@ bench/results/<UTC time>.json and bench/results/latest.md (--out: elsewhere).
 Scenarios: hello, identity, logging, seed, swap, startup (against peers or
 variants of hms-host); attack (the seed flow's latency while hostile
 components are hammered beside it); store (durable store operations through
-the store-probe test guest, against a request that touches no store).
+the store-probe test guest, against a request that touches no store);
+scale (resident memory and start-up time with 1, 10 and 100 distinct
+components loaded; memory per idle component).
 """
 import argparse
 import collections
@@ -42,6 +47,8 @@ HOST_BIN = os.path.join(ROOT, "target", "release", "hms-host")
 NATIVE_BIN = os.path.join(ROOT, "target", "release", "hms-bench-native")
 WASMTIME = os.path.join(CACHE, "bin", "wasmtime")
 VENV_BIN = os.path.join(CACHE, "venv", "bin")
+WASMTIME_VERSION = "48.0.8"  # the wasmtime the host is built on (see Cargo.lock)
+VENV_PACKAGES = ["flask==3.1.3", "gunicorn==27.0.1", "pyjwt==2.15.1", "requests==2.34.2"]
 WASM = os.path.join(ROOT, "components", "target", "wasm32-wasip2", "release")
 LUA = os.path.join(BENCH, "wrk", "request.lua")
 STORE_LUA = os.path.join(BENCH, "wrk", "store.lua")
@@ -49,6 +56,35 @@ ID_BODY = '{"id":"C12345"}'
 # Citizen records for identity's store; loaded into a host whose identity
 # does not know C12345 (see ensure_citizens).
 CITIZENS = os.path.join(ROOT, "demo", "citizens.jsonl")
+
+
+# ---------------------------------------------------------------- peers
+
+def ensure_wasmtime():
+    """wasmtime-cli WASMTIME_VERSION in bench/cache (for hello's `wasmtime
+    serve`), installed with `cargo install` unless it is there already."""
+    try:
+        version = subprocess.run([WASMTIME, "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        version = ""
+    if WASMTIME_VERSION not in version:
+        print(f"installing wasmtime-cli {WASMTIME_VERSION} into {CACHE} (about 15 minutes on 2 cores)", flush=True)
+        subprocess.run(["cargo", "install", "--locked", "--root", CACHE, f"wasmtime-cli@{WASMTIME_VERSION}"],
+                       cwd=ROOT, check=True)
+
+
+def ensure_venv():
+    """The Flask contenders' venv in bench/cache (for seed), unless it is
+    there already."""
+    if not os.access(os.path.join(VENV_BIN, "gunicorn"), os.X_OK):
+        venv = os.path.join(CACHE, "venv")
+        print(f"installing Flask, gunicorn, PyJWT and requests into {venv}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([os.path.join(VENV_BIN, "pip"), "install", "-q", *VENV_PACKAGES], check=True)
+
+
+# What each scenario needs besides hms-host, hms-bench-native and wrk.
+PEERS = {"hello": [ensure_wasmtime], "seed": [ensure_venv]}
 
 
 def free_port():
@@ -69,13 +105,15 @@ def http(method, url, body=None, headers=None, timeout=5):
 
 
 class Server:
-    """A server process; stopped (its whole process group) by stop()."""
+    """A server process; stopped (its whole process group) by stop(). Its
+    stderr goes to the file `log` if given, else nowhere."""
 
-    def __init__(self, name, argv, url, env=None, read_lines=0, cwd=None):
+    def __init__(self, name, argv, url, env=None, read_lines=0, cwd=None, log=None):
         self.name, self.url = name, url
-        self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env=dict(os.environ, **(env or {})), cwd=cwd, start_new_session=True)
+        with open(log, "w") if log else open(os.devnull, "w") as err:
+            self.proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=err, text=True,
+                env=dict(os.environ, **(env or {})), cwd=cwd, start_new_session=True)
         self.lines = [self.proc.stdout.readline().strip() for _ in range(read_lines)]
 
     def wait_ready(self, probe, method="GET", body=None, headers=None, timeout=120, ok=(200,)):
@@ -408,6 +446,200 @@ def bench_startup(tmp, args):
     return {"runs": out, **summary}
 
 
+# ---------------------------------------------------------------- scale
+
+SCALE_COUNTS = (1, 10, 100)  # components loaded at once
+SCALE_SECTION = "hms-bench-scale"  # the custom section that tells the copies apart
+
+
+def leb128(n):
+    """Unsigned LEB128, as wasm encodes sizes."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def with_custom_section(wasm, name, payload):
+    """`wasm` with a custom section (id 0: size, name length, name, payload)
+    appended: still the same valid component, with another content digest."""
+    name = name.encode()
+    body = leb128(len(name)) + name + payload
+    return wasm + b"\x00" + leb128(len(body)) + body
+
+
+def scale_copies(tmp, n):
+    """n distinct copies of hello.wasm, scale-000.wasm ...: each a plain
+    wasi:http component served as service scale-NNN under /scale-NNN/...,
+    each with its own digest, so the host compiles and keeps each apart."""
+    hello = open(os.path.join(WASM, "hello.wasm"), "rb").read()
+    folder = os.path.join(tmp, "scale-components")
+    os.makedirs(folder, exist_ok=True)
+    files = []
+    for i in range(n):
+        path = os.path.join(folder, f"scale-{i:03}.wasm")
+        with open(path, "wb") as f:
+            f.write(with_custom_section(hello, SCALE_SECTION, f"copy {i}".encode()))
+        files.append(path)
+    return files
+
+
+def group_memory_kb(pgid):
+    """VmRSS and its parts (RssAnon, RssFile, RssShmem), in KiB, summed over
+    every live process of a process group."""
+    keys = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+    total = dict.fromkeys(keys, 0)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[2]) != pgid:
+                    continue
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key in total:
+                        total[key] += int(value.split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+class ScaleFailure(Exception):
+    pass
+
+
+def scale_start(files, data, log, timeout=600):
+    """Starts hms-host on `files` with data directory `data` and waits until
+    every one of them answers 200 (polled in deploy order, on one keep-alive
+    connection). Returns the server, the ms from process start to the
+    listening line and the ms to the last service's first 200."""
+    t0 = time.perf_counter()
+    s = Server(f"hms-host scale ({len(files)})", [HOST_BIN, "run", "--listen", "127.0.0.1:0", "--data-dir", data,
+                                                  *files], None, read_lines=1, log=log)
+    listening_ms = (time.perf_counter() - t0) * 1e3
+
+    def fail(why):
+        s.stop()
+        with open(log) as f:
+            tail = f.read().strip()[-2000:]
+        raise ScaleFailure(f"{why}; its stderr ends with: {tail}" if tail else why)
+
+    if not s.lines[0].startswith("hms-host listening on "):
+        s.proc.wait(10)
+        fail(f"hms-host exited with {s.proc.returncode} before listening")
+    s.url = s.lines[0].rsplit(" ", 1)[-1]
+    u = urllib.parse.urlsplit(s.url)
+    conn, deadline = None, time.time() + timeout
+    for f in files:
+        path = f"/{os.path.splitext(os.path.basename(f))[0]}/"
+        while True:
+            if s.proc.poll() is not None:
+                fail(f"hms-host exited with {s.proc.returncode} while {path} did not answer yet")
+            if time.time() > deadline:
+                fail(f"{path} did not answer 200 within {timeout} s")
+            try:
+                conn = conn or HTTPConnection(u.hostname, u.port, timeout=timeout)
+                conn.request("GET", path)
+                r = conn.getresponse()
+                r.read()
+                if r.status == 200:
+                    break
+            except (OSError, HTTPException):
+                conn.close()
+                conn = None
+            time.sleep(0.002)
+    all_ms = (time.perf_counter() - t0) * 1e3
+    if conn:
+        conn.close()
+    return s, listening_ms, all_ms
+
+
+def bench_scale(tmp, args):
+    """Resident memory and start-up time with 1, 10 and 100 distinct
+    components (copies of hello.wasm) on one host: start-up to every one of
+    them answering, with an empty data directory (cold: compiling all) and
+    with the same directory again (warm: compile cache hits); RSS of the host
+    idle right after that, and after a short wrk run against one of them.
+    Memory per idle component: (RSS at the most - RSS at 1) / (most - 1)."""
+    files = scale_copies(tmp, max(SCALE_COUNTS))
+    conns = max(args.conns)
+    load_avg = os.getloadavg()
+    runs, failed = [], None
+    mib = lambda kb: kb / 1024  # noqa: E731
+    counts = list(SCALE_COUNTS)
+    for rep in range(args.startup_reps):
+        for n in SCALE_COUNTS:
+            if n not in counts:
+                continue  # failed at fewer components already
+            data = os.path.join(tmp, f"scale-{n}-{rep}")
+            for kind in ("cold", "warm"):  # cold: empty data dir; warm: same dir again
+                log = os.path.join(tmp, f"scale-{n}-{rep}-{kind}.log")
+                try:
+                    s, listening_ms, start_ms = scale_start(files[:n], data, log)
+                except ScaleFailure as e:
+                    failed = {"components": n, "kind": kind, "rep": rep + 1, "error": str(e)}
+                    print(f"  scale      N={n:<3} rep {rep + 1}/{args.startup_reps} {kind}: FAILED: {e}", flush=True)
+                    counts = [c for c in counts if c < n]
+                    break
+                try:
+                    time.sleep(0.5)  # idle: the last answers are out, instances recycled
+                    idle = group_memory_kb(s.proc.pid)
+                    run = {"components": n, "kind": kind, "rep": rep + 1, "listening_ms": listening_ms,
+                           "start_ms": start_ms, "idle_kb": idle}
+                    loaded = ""
+                    if kind == "warm" and args.scale_load_seconds:
+                        r = wrk(s.url + "/scale-000/", conns, args.scale_load_seconds, servers=[s])
+                        time.sleep(0.5)
+                        run["load"] = {"conns": conns, "seconds": args.scale_load_seconds, "rps": r["rps"],
+                                       "errors": r["errors"], "kb": group_memory_kb(s.proc.pid)}
+                        loaded = (f"  after wrk c={conns} ({r['rps']:.0f} req/s, errors {r['errors']}) "
+                                  f"RSS {mib(run['load']['kb']['VmRSS']):.1f} MiB")
+                finally:
+                    s.stop()
+                runs.append(run)
+                print(f"  scale      N={n:<3} rep {rep + 1}/{args.startup_reps} {kind}  all {n} answered after "
+                      f"{start_ms:7.0f} ms (listening after {listening_ms:.0f} ms)  idle RSS "
+                      f"{mib(idle['VmRSS']):.1f} MiB (anon {mib(idle['RssAnon']):.1f}, "
+                      f"file {mib(idle['RssFile']):.1f}){loaded}", flush=True)
+    by_n = {}
+    for n in SCALE_COUNTS:
+        mine = [r for r in runs if r["components"] == n]
+        cold = [r for r in mine if r["kind"] == "cold"]
+        warm = [r for r in mine if r["kind"] == "warm"]
+        if not (cold and warm):
+            continue
+        med = statistics.median
+        by_n[n] = {"cold_ms": med(r["start_ms"] for r in cold), "warm_ms": med(r["start_ms"] for r in warm),
+                   "cold_rss_mib": med(mib(r["idle_kb"]["VmRSS"]) for r in cold),
+                   "warm_rss_mib": med(mib(r["idle_kb"]["VmRSS"]) for r in warm),
+                   "warm_anon_mib": med(mib(r["idle_kb"]["RssAnon"]) for r in warm),
+                   "warm_file_mib": med(mib(r["idle_kb"]["RssFile"]) for r in warm),
+                   "loaded_rss_mib": med(mib(r["load"]["kb"]["VmRSS"]) for r in warm) if "load" in warm[0] else None,
+                   "starts": len(cold)}
+    per = None
+    if 1 in by_n and max(by_n) > 1:
+        top = max(by_n)
+        a, b, k = by_n[1], by_n[top], top - 1
+        per = {"between": [1, top],
+               "idle_rss_mib": (b["warm_rss_mib"] - a["warm_rss_mib"]) / k,
+               "idle_anon_mib": (b["warm_anon_mib"] - a["warm_anon_mib"]) / k,
+               "idle_file_mib": (b["warm_file_mib"] - a["warm_file_mib"]) / k,
+               "idle_rss_mib_after_cold_start": (b["cold_rss_mib"] - a["cold_rss_mib"]) / k,
+               "cold_ms": (b["cold_ms"] - a["cold_ms"]) / k, "warm_ms": (b["warm_ms"] - a["warm_ms"]) / k}
+        print(f"  scale      per idle component (N={top} vs 1): RSS {per['idle_rss_mib'] * 1024:.0f} KiB "
+              f"(anon {per['idle_anon_mib'] * 1024:.0f}, file {per['idle_file_mib'] * 1024:.0f}; "
+              f"{per['idle_rss_mib_after_cold_start'] * 1024:.0f} KiB after a cold start); start-up "
+              f"cold {per['cold_ms']:.1f} ms, warm {per['warm_ms']:.2f} ms", flush=True)
+    return {"component": "hello.wasm", "counts": list(SCALE_COUNTS), "reps": args.startup_reps,
+            "load": {"conns": conns, "seconds": args.scale_load_seconds}, "loadavg_before": load_avg,
+            "by_components": {str(n): v for n, v in by_n.items()}, "per_component": per, "failed": failed,
+            "runs": runs}
+
+
 # ---------------------------------------------------------------- attack
 
 # The hostile test guests (components/tests), served beside identity and report.
@@ -670,7 +902,7 @@ def times(x):
     return "—" if x is None else f"{x:.2f}×"
 
 
-def markdown(results, startup, swap, meta, attack=None, store=None):
+def markdown(results, startup, swap, meta, attack=None, store=None, scale=None):
     lines = [f"Run {meta['time']} on {meta['machine']}; wrk {meta['seconds']} s per run, "
              f"{meta['reps']} alternating rounds, medians."]
     own_tables = ("attack", "store")
@@ -726,6 +958,32 @@ def markdown(results, startup, swap, meta, attack=None, store=None):
     if startup:
         lines += ["", f"Start-up to first seed request (2 components, median of {len(startup['runs']['cold_ms'])}): "
                       f"cold cache {startup['cold_ms']:.0f} ms, warm cache {startup['warm_ms']:.0f} ms."]
+    if scale:
+        lines += ["", f"Scale: N distinct copies of {scale['component']} (one custom section apart) on one host, "
+                      f"median of {scale['reps']} starts each. Start-up: process start to every one of the N "
+                      f"answering 200, with an empty data directory (cold: compiling all N) and with the same "
+                      f"directory again (warm: compile cache). RSS: the host idle right after that (VmRSS), "
+                      f"and after {scale['load']['seconds']} s of wrk c={scale['load']['conns']} against one "
+                      f"of them (warm starts).", "",
+                  "| components | cold start ms | warm start ms | idle RSS MiB (after cold / warm start) | "
+                  "of which anon / file MiB (warm) | RSS after wrk MiB |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        for n, r in scale["by_components"].items():
+            loaded = "—" if r["loaded_rss_mib"] is None else f"{r['loaded_rss_mib']:.1f}"
+            lines.append(f"| {n} | {r['cold_ms']:.0f} | {r['warm_ms']:.0f} | {r['cold_rss_mib']:.1f} / "
+                         f"{r['warm_rss_mib']:.1f} | {r['warm_anon_mib']:.1f} / {r['warm_file_mib']:.1f} | "
+                         f"{loaded} |")
+        per = scale["per_component"]
+        if per:
+            lo, hi = per["between"]
+            lines += ["", f"Per idle component (N={hi} vs N={lo}): {per['idle_rss_mib'] * 1024:.0f} KiB RSS "
+                          f"(anon {per['idle_anon_mib'] * 1024:.0f} KiB, file {per['idle_file_mib'] * 1024:.0f} KiB; "
+                          f"{per['idle_rss_mib_after_cold_start'] * 1024:.0f} KiB after a cold start); start-up "
+                          f"{per['cold_ms']:.1f} ms cold, {per['warm_ms']:.2f} ms warm."]
+        if scale["failed"]:
+            f = scale["failed"]
+            lines += ["", f"FAILED with {f['components']} components ({f['kind']} start, rep {f['rep']}): "
+                          f"`{f['error']}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -734,21 +992,26 @@ def main():
     p.add_argument("--seconds", type=int, default=10, help="wrk duration per run")
     p.add_argument("--reps", type=int, default=3, help="alternating rounds per comparison")
     p.add_argument("--conns", type=int, nargs="+", default=[1, 32], help="connection counts")
-    scenarios = ["hello", "identity", "logging", "seed", "swap", "startup", "attack", "store"]
+    scenarios = ["hello", "identity", "logging", "seed", "swap", "startup", "attack", "store", "scale"]
     p.add_argument("--only", nargs="+", default=scenarios, choices=scenarios, metavar="SCENARIO",
                    help=f"scenarios to run, of: {' '.join(scenarios)}")
     p.add_argument("--flask-workers", type=int, default=2, help="gunicorn workers per Flask service")
-    p.add_argument("--startup-reps", type=int, default=5)
+    p.add_argument("--startup-reps", type=int, default=5, help="starts per measurement in startup and scale")
+    p.add_argument("--scale-load-seconds", type=int, default=3,
+                   help="wrk run against one component after each warm start in scale (0: none)")
     p.add_argument("--attack-conns", type=int, nargs="+", default=[1, 16],
                    help="connection counts of the normal stream in the attack scenario")
     p.add_argument("--attackers", type=int, default=8, help="concurrent hostile clients in the attack scenario")
     p.add_argument("--out", default=os.path.join(BENCH, "results"),
                    help="directory for <time>.json and latest.md")
     args = p.parse_args()
-    for tool in (HOST_BIN, NATIVE_BIN, WASMTIME, shutil.which("wrk") or "/missing/wrk"):
+    for tool in (HOST_BIN, NATIVE_BIN, shutil.which("wrk") or "/missing/wrk"):
         if not os.path.exists(tool):
             sys.exit(f"missing {tool}: run bench/run.sh")
-    results, startup, swap, attack, store = [], None, None, None, None
+    # Installed before anything is measured, so no run waits on an install.
+    for ensure in dict.fromkeys(e for name in args.only for e in PEERS.get(name, [])):
+        ensure()
+    results, startup, swap, attack, store, scale = [], None, None, None, None, None
     with tempfile.TemporaryDirectory(prefix="hms-bench-") as tmp:
         for name in args.only:
             print(f"== {name}", flush=True)
@@ -760,21 +1023,24 @@ def main():
                 attack = bench_attack(results, tmp, args)
             elif name == "store":
                 store = bench_store(results, tmp, args)
+            elif name == "scale":
+                scale = bench_scale(tmp, args)
             else:
                 {"hello": bench_hello, "identity": bench_identity, "logging": bench_logging,
                  "seed": bench_seed}[name](results, tmp, args)
-    if not (results or startup or swap):
+    if not (results or startup or swap or scale):
         print("\nnothing was measured; no results written")
         return
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     meta = {"time": now, "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-            "seconds": args.seconds, "reps": args.reps, "conns": args.conns, "attack_conns": args.attack_conns,
-            "wasmtime": subprocess.check_output([WASMTIME, "--version"], text=True).strip()}
+            "seconds": args.seconds, "reps": args.reps, "conns": args.conns, "attack_conns": args.attack_conns}
+    if "hello" in args.only:  # the only scenario with wasmtime serve
+        meta["wasmtime"] = subprocess.check_output([WASMTIME, "--version"], text=True).strip()
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{now}.json"), "w") as f:
         json.dump({"meta": meta, "results": results, "startup": startup, "swap": swap, "attack": attack,
-                   "store": store}, f, indent=1)
-    table = markdown(results, startup, swap, meta, attack, store)
+                   "store": store, "scale": scale}, f, indent=1)
+    table = markdown(results, startup, swap, meta, attack, store, scale)
     with open(os.path.join(args.out, "latest.md"), "w") as f:
         f.write(table)
     print("\n" + table)
