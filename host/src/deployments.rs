@@ -106,6 +106,8 @@ impl Deployments {
     }
 
     /// Records that `record` of `service` is now active, keeping its bytes.
+    /// Deploying the active version again from the same source (a restart)
+    /// keeps its original record and writes nothing.
     pub fn record_deploy(
         &self,
         service: &str,
@@ -118,6 +120,17 @@ impl Deployments {
             write_atomically(&path, bytes)?;
         }
         let mut state = self.lock();
+        // The version that is active already, from the same source (every
+        // service at a restart): nothing changes, so nothing is written.
+        let same = state.services.get(service).is_some_and(|s| {
+            s.active.as_ref() == Some(&record.version)
+                && s.versions
+                    .iter()
+                    .any(|v| v.version == record.version && v.source == record.source)
+        });
+        if same && file.is_none_or(|f| state.file_digest(f) == Some(&record.version)) {
+            return Ok(());
+        }
         if let Some(file) = file {
             state.files.insert(file.to_string(), record.version.clone());
         }
@@ -220,6 +233,31 @@ mod tests {
         let state = Deployments::open(dir.path()).unwrap().snapshot();
         assert_eq!(state.active().count(), 0);
         assert_eq!(state.file_digest("/x/svc.wasm"), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn redeploying_the_active_version_writes_nothing() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = TempDir::new("deployments-same");
+        let d = Deployments::open(dir.path()).unwrap();
+        let file = Some("/x/svc.wasm");
+        d.record_deploy("svc", record("sha256:aa", "/x/svc.wasm"), b"one", file)
+            .unwrap();
+        let json = dir.path().join("deployments.json");
+        // Every save replaces the file, so an unchanged inode means no write.
+        let inode = std::fs::metadata(&json).unwrap().ino();
+        let mut again = record("sha256:aa", "/x/svc.wasm");
+        again.deployed_at = 2;
+        d.record_deploy("svc", again, b"one", file).unwrap();
+        assert_eq!(std::fs::metadata(&json).unwrap().ino(), inode);
+        assert_eq!(d.versions("svc").unwrap().0[0].deployed_at, 1);
+
+        // The same bytes uploaded, or the file under another path: recorded.
+        d.record_deploy("svc", record("sha256:aa", "upload for svc"), b"one", None)
+            .unwrap();
+        assert_ne!(std::fs::metadata(&json).unwrap().ino(), inode);
+        assert_eq!(d.versions("svc").unwrap().0[0].source, "upload for svc");
     }
 
     #[test]
