@@ -14,10 +14,12 @@ use axum::extract::{
     ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query as QueryParams, State,
 };
 use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -34,7 +36,7 @@ const MAX_IMPORT_BYTES: usize = 256 << 20;
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// Routes of the Core API (mounted at `/_hms`).
-pub fn routes() -> Router<Arc<App>> {
+pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/health", get(health))
         .route("/auth/token", post(token))
@@ -59,6 +61,23 @@ pub fn routes() -> Router<Arc<App>> {
         )
         .route("/events", get(events))
         .fallback(|| async { ApiError::NotFound("no such Core API endpoint".into()) })
+        .layer(middleware::from_fn_with_state(app, audit_before_response))
+}
+
+/// Audit-before-response for the Core API: an action (a deploy, a rollback,
+/// a key created or revoked, an import) is answered only once the events it
+/// logged are durable. Reads answer at once.
+async fn audit_before_response(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: Next,
+) -> axum::response::Response {
+    let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+    let response = next.run(req).await;
+    if !read_only && let Err(e) = app.runtime.core().audit.flush().await {
+        return ApiError::Internal(format!("audit log flush failed: {e}")).into_response();
+    }
+    response
 }
 
 /// Extractor that admits only the admin credential.
@@ -415,6 +434,12 @@ async fn events(
         limit: params.limit,
     };
     let audit = app.runtime.core().audit.clone();
+    // Everything logged before this read is part of it (the writer may be
+    // holding events nobody has flushed yet).
+    audit
+        .flush()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut updates = audit.subscribe();
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(params.wait.unwrap_or(0)).min(MAX_WAIT);

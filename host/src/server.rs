@@ -45,7 +45,7 @@ impl App {
 /// The whole HTTP application.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .nest(crate::router::RESERVED_PREFIX, api::routes())
+        .nest(crate::router::RESERVED_PREFIX, api::routes(app.clone()))
         .fallback(serve_component)
         .with_state(app)
 }
