@@ -91,6 +91,10 @@ struct RunArgs {
     /// crashes, not an OS crash or power loss; much cheaper).
     #[arg(long, env = "HMS_AUDIT_DURABILITY", default_value = "full")]
     audit_durability: crate::audit::Durability,
+    /// Seconds a client has to send each request head (idle keep-alive time
+    /// included); slower connections are closed.
+    #[arg(long, env = "HMS_HEADER_TIMEOUT_SECS", default_value_t = config::DEFAULT_HEADER_TIMEOUT.as_secs())]
+    header_timeout_secs: u64,
     /// TOML file of per-service limits and outbound grants: `[defaults]` and
     /// `[services.NAME]` sections (see the README). Its `[defaults]` apply
     /// over the limit flags above.
@@ -364,6 +368,7 @@ async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         max_instances: args.max_instances,
         token_ttl: Duration::from_secs(args.token_ttl_secs),
         audit_durability: args.audit_durability,
+        header_timeout: Duration::from_secs(args.header_timeout_secs),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

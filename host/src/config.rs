@@ -51,6 +51,10 @@ pub const DEFAULT_MAX_KEY_BYTES: usize = 1024;
 pub const DEFAULT_MAX_VALUE_BYTES: u64 = 1 << 20;
 /// Lifetime of issued tokens: short, so a leaked token is soon useless.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+/// Time a client has to send each request head, idle keep-alive time
+/// included: a connection that trickles its headers or sits silent longer is
+/// closed, so slow clients cannot hold connections open forever.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Component instances alive at once across all services; sizes the pooling
 /// allocator's slots (virtual memory is reserved up front, physical is not).
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
@@ -80,6 +84,8 @@ pub struct Config {
     pub token_ttl: Duration,
     /// What an audit event survives once its request has been answered.
     pub audit_durability: crate::audit::Durability,
+    /// Time a client has to send each request head.
+    pub header_timeout: Duration,
 }
 
 /// The sandbox limits of one service's instances.
@@ -335,6 +341,7 @@ impl Config {
             max_instances: DEFAULT_MAX_INSTANCES,
             token_ttl: DEFAULT_TOKEN_TTL,
             audit_durability: crate::audit::Durability::Full,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
         }
     }
 }

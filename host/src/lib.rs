@@ -50,7 +50,7 @@ use crate::runtime::Runtime;
 use crate::server::App;
 use crate::store::Stores;
 use anyhow::Context;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -96,20 +96,12 @@ pub async fn run(
     let app = App::new(runtime.clone());
 
     // Serve at once (health answers "loading") while components compile.
-    // With the peer address, which the token endpoint throttles by.
-    let service =
-        server::router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    // Answers are written as soon as they are ready: without TCP_NODELAY a
-    // response whose head and body leave in two writes waits for the
-    // client's delayed ACK (~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY on an incoming connection: {e}");
-        }
-    });
-    let server = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .into_future();
+    let server = server::serve(
+        listener,
+        server::router(app.clone()),
+        config.header_timeout,
+        shutdown,
+    );
     let server = tokio::spawn(server);
     // Absolute paths: they are the services' sources, matched by the watcher.
     let files: Vec<PathBuf> = config
@@ -163,7 +155,7 @@ pub async fn run(
     };
     app.set_ready();
     tracing::info!("serving {}", runtime.service_names().join(", "));
-    server.await??;
+    server.await?;
     audit.flush().await.context("flushing the audit log")?;
     Ok(())
 }

@@ -9,11 +9,18 @@ use crate::runtime::Runtime;
 use crate::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER, Trace};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
 use wasmtime_wasi_http::Error as HttpError;
 
 /// State shared by every handler.
@@ -40,6 +47,59 @@ impl App {
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
     }
+}
+
+/// Accepts connections on `listener` and serves `router` on each (HTTP/1.1)
+/// until `shutdown` resolves; then accepts no more and waits for requests in
+/// flight to finish. A client has `header_timeout` to send each request head,
+/// idle keep-alive time included: a connection that trickles its headers or
+/// sits silent longer is closed, so slow clients cannot pile up connections.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(e) => {
+                    // Out of file descriptors, say: back off, then go on.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Answers are written as soon as they are ready: without TCP_NODELAY
+        // a response whose head and body leave in two writes waits for the
+        // client's delayed ACK (~40 ms).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY on a connection from {peer}: {e}");
+        }
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            // The peer address, for the endpoints that throttle by it.
+            req.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(req.map(Body::new))
+        });
+        let connection = connections.watch(http1.serve_connection(TokioIo::new(tcp), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
 }
 
 /// The whole HTTP application.

@@ -515,3 +515,53 @@ fn outbound_requests_reach_only_registered_or_granted_destinations() {
         "{events:?}"
     );
 }
+
+/// Clients that hold connections without sending requests: one trickles part
+/// of a request head and stops (slow loris), one never sends a byte, one goes
+/// silent after an answered request on a kept-alive connection. Each is
+/// disconnected after the header timeout, while other clients are served.
+#[test]
+fn slow_or_silent_connections_are_closed_after_the_header_timeout() {
+    let host = Host::start_with(
+        &seed_components(),
+        &temp_dir("slow-clients"),
+        &["--header-timeout-secs", "1"],
+    );
+    let started = std::time::Instant::now();
+    let mut slow = TcpStream::connect(host.addr).unwrap();
+    slow.write_all(b"POST /reports/identity-check HTTP/1.1\r\nHost: hms\r\nContent-")
+        .unwrap();
+    let silent = TcpStream::connect(host.addr).unwrap();
+    let mut idle = TcpStream::connect(host.addr).unwrap();
+    idle.write_all(b"GET /_hms/health HTTP/1.1\r\nHost: hms\r\n\r\n")
+        .unwrap();
+
+    let answer = host.post("/reports/identity-check", &json!({"id": "C12345"}));
+    assert_eq!(answer.status, 200);
+    for (name, mut conn) in [("slow", slow), ("silent", silent), ("idle", idle)] {
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut received = Vec::new();
+        match conn.read_to_end(&mut received) {
+            Ok(_) => {}
+            // A reset is a close too; a timeout means the host kept it open.
+            Err(e) => assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "{name} connection still open after {:?}",
+                started.elapsed()
+            ),
+        }
+        if name == "idle" {
+            let text = String::from_utf8_lossy(&received);
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        }
+    }
+    let held = started.elapsed();
+    assert!(held < Duration::from_secs(15), "connections held {held:?}");
+    // And the host still serves.
+    let answer = host.post("/reports/identity-check", &json!({"id": "C12345"}));
+    assert_eq!(answer.status, 200);
+}
