@@ -413,7 +413,8 @@ impl AuditLog {
     }
 
     /// Transactions (each one disk sync) committed since this log was
-    /// opened; `last_seq` over it is the average group-commit size.
+    /// opened; the events committed since then, divided by it, are the
+    /// average group-commit size.
     pub fn commits(&self) -> u64 {
         self.inner.commits.load(Ordering::Relaxed)
     }
