@@ -219,9 +219,9 @@ def gunicorn(app, port, env, workers):
 
 # ---------------------------------------------------------------- wrk
 
-def group_cpu_seconds(pgid):
-    """User+system CPU seconds of every live process in a process group."""
-    total = 0
+def group_stats(pgid):
+    """The /proc/<pid>/stat fields (after the command name) of every live
+    process in a process group, with their pids."""
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -231,7 +231,12 @@ def group_cpu_seconds(pgid):
         except OSError:
             continue
         if int(fields[2]) == pgid:  # field 5 of stat: pgrp
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            yield pid, fields
+
+
+def group_cpu_seconds(pgid):
+    """User+system CPU seconds of every live process in a process group."""
+    total = sum(int(fields[11]) + int(fields[12]) for _, fields in group_stats(pgid))  # utime, stime
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -491,13 +496,8 @@ def group_memory_kb(pgid):
     every live process of a process group."""
     keys = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
     total = dict.fromkeys(keys, 0)
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid, _ in group_stats(pgid):
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[2]) != pgid:
-                    continue
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
                     key, _, value = line.partition(":")

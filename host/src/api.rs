@@ -15,7 +15,6 @@ use axum::extract::{
 };
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
-use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -74,8 +73,8 @@ async fn audit_before_response(
 ) -> axum::response::Response {
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
     let response = next.run(req).await;
-    if !read_only && let Err(e) = app.runtime.core().audit.flush().await {
-        return ApiError::Internal(format!("audit log flush failed: {e}")).into_response();
+    if !read_only && let Err(refusal) = crate::server::audited(&app).await {
+        return refusal;
     }
     response
 }

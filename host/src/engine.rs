@@ -21,7 +21,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// freed, reset in place for the next instance. Measured with the bench
 /// harness: 2 MiB with PAGEMAP_SCAN served hello 2.1× and the seed flow
 /// 1.7× faster at 32 connections than `madvise` of everything; 1 MiB and
-/// 8 MiB were no better. The cost is resident memory: at most this much per
+/// 8 MiB were no better; `madvise`'s TLB shootdowns across every core had
+/// been a fifth of all CPU time. The cost is resident memory: at most this much per
 /// warm slot, and only the pages a guest really touched. The reset restores
 /// the initial contents exactly as `madvise` would, so nothing of one
 /// request is visible to the next.
@@ -52,10 +53,8 @@ impl WasmEngine {
             .total_tables(max_instances * 4)
             .total_stacks(max_instances)
             .max_memory_size(max_memory as usize);
-        // A freed instance slot is reset for the next request by rewriting
-        // only the pages it dirtied (found with Linux's PAGEMAP_SCAN, where
-        // the kernel has it) up to KEEP_RESIDENT, instead of `madvise`, whose
-        // TLB shootdowns across every core were a fifth of all CPU time.
+        // Freed slots are reset in place (see KEEP_RESIDENT); PAGEMAP_SCAN,
+        // where the kernel has it, finds the pages to rewrite.
         pool.linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(TABLE_KEEP_RESIDENT)
             .pagemap_scan(Enabled::Auto);

@@ -102,6 +102,18 @@ pub async fn serve(
     connections.shutdown().await;
 }
 
+/// Waits until every audit event logged so far is durable. When that
+/// fails, the events are not durable and the answer must not go out: the
+/// error response to send instead.
+pub(crate) async fn audited(app: &App) -> Result<(), Response> {
+    app.runtime
+        .core()
+        .audit
+        .flush()
+        .await
+        .map_err(|e| ApiError::Internal(format!("audit log flush failed: {e}")).into_response())
+}
+
 /// The whole HTTP application.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -135,10 +147,9 @@ async fn serve_component(State(app): State<Arc<App>>, req: Request) -> Response 
             });
             let response = app.runtime.invoke(service, req, caller).await;
             if trace.logged()
-                && let Err(e) = app.runtime.core().audit.flush().await
+                && let Err(refusal) = audited(&app).await
             {
-                // The events are not durable, so the answer must not go out.
-                return ApiError::Internal(format!("audit log flush failed: {e}")).into_response();
+                return refusal;
             }
             response.map(Body::new)
         }
