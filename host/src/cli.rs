@@ -103,6 +103,10 @@ struct RunArgs {
     /// Component instances alive at once, host-wide.
     #[arg(long, env = "HMS_MAX_INSTANCES", default_value_t = config::DEFAULT_MAX_INSTANCES)]
     max_instances: u32,
+    /// KiB of each freed instance memory kept resident and reset in place
+    /// for the next instance; 0 hands every freed page back with madvise.
+    #[arg(long, env = "HMS_POOL_KEEP_RESIDENT_KB", default_value_t = (crate::engine::DEFAULT_KEEP_RESIDENT >> 10) as u64)]
+    pool_keep_resident_kb: u64,
     /// Also serve every `*.wasm` in this directory, and deploy files that
     /// appear in it later (repeatable).
     #[arg(long = "components-dir", env = "HMS_COMPONENTS_DIR")]
@@ -366,6 +370,7 @@ async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         imports: args.imports,
         sandbox,
         max_instances: args.max_instances,
+        keep_resident: (args.pool_keep_resident_kb << 10) as usize,
         token_ttl: Duration::from_secs(args.token_ttl_secs),
         audit_durability: args.audit_durability,
         header_timeout: Duration::from_secs(args.header_timeout_secs),

@@ -80,6 +80,9 @@ pub struct Config {
     pub sandbox: Sandbox,
     /// Instances alive at once, host-wide (sizes the pooling allocator).
     pub max_instances: u32,
+    /// Bytes of each freed linear-memory slot reset in place rather than
+    /// returned to the kernel (0: always `madvise`).
+    pub keep_resident: usize,
     /// Lifetime of tokens issued by Core auth.
     pub token_ttl: Duration,
     /// What an audit event survives once its request has been answered.
@@ -339,6 +342,7 @@ impl Config {
             imports: Vec::new(),
             sandbox: Sandbox::default(),
             max_instances: DEFAULT_MAX_INSTANCES,
+            keep_resident: crate::engine::DEFAULT_KEEP_RESIDENT,
             token_ttl: DEFAULT_TOKEN_TTL,
             audit_durability: crate::audit::Durability::Full,
             header_timeout: DEFAULT_HEADER_TIMEOUT,

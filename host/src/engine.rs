@@ -39,11 +39,13 @@ pub struct WasmEngine {
 
 impl WasmEngine {
     /// Builds the engine for up to `max_instances` instances alive at once,
-    /// none with more than `max_memory` bytes of linear memory; compiled
-    /// artifacts are cached under `cache_dir`.
+    /// none with more than `max_memory` bytes of linear memory, keeping
+    /// `keep_resident` bytes of each freed memory slot to reset in place;
+    /// compiled artifacts are cached under `cache_dir`.
     pub fn new(
         max_instances: u32,
         max_memory: u64,
+        keep_resident: usize,
         cache_dir: &Path,
     ) -> anyhow::Result<WasmEngine> {
         let mut pool = PoolingAllocationConfig::default();
@@ -53,9 +55,9 @@ impl WasmEngine {
             .total_tables(max_instances * 4)
             .total_stacks(max_instances)
             .max_memory_size(max_memory as usize);
-        // Freed slots are reset in place (see KEEP_RESIDENT); PAGEMAP_SCAN,
-        // where the kernel has it, finds the pages to rewrite.
-        pool.linear_memory_keep_resident(KEEP_RESIDENT)
+        // Freed slots are reset in place (see DEFAULT_KEEP_RESIDENT);
+        // PAGEMAP_SCAN, where the kernel has it, finds the pages to rewrite.
+        pool.linear_memory_keep_resident(keep_resident)
             .table_keep_resident(TABLE_KEEP_RESIDENT)
             .pagemap_scan(Enabled::Auto);
         let mut config = Config::new();

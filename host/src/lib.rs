@@ -78,6 +78,7 @@ pub async fn run(
     let engine = WasmEngine::new(
         config.max_instances,
         config.sandbox.max_memory(),
+        config.keep_resident,
         &data_dir.join("cache"),
     )
     .context("starting wasmtime")?;
