@@ -1,7 +1,8 @@
 //! Shared by the end-to-end tests: builds the guest components once per test
 //! run, starts the real `hms-host` binary on an ephemeral port, talks HTTP.
 
-use hms_host::client::{Client, JsonResponse};
+use hms_host::api::paths;
+use hms_host::cli::client::{Client, JsonResponse};
 use http::Method;
 use serde_json::Value;
 use serde_json::json;
@@ -153,7 +154,7 @@ impl Host {
     /// Imports JSON lines into a service's store through the admin API.
     pub fn import_data(&self, service: &str, file: &Path) -> Value {
         let lines = std::fs::read(file).unwrap();
-        let path = format!("/_hms/data/{service}");
+        let path = paths::data(service);
         let r = block_on(
             self.admin()
                 .send_bytes(Method::POST, &path, lines.into(), &[]),
@@ -166,7 +167,7 @@ impl Host {
     fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Ok(r) = block_on(self.client().send(Method::GET, "/_hms/health", None, &[]))
+            if let Ok(r) = block_on(self.client().send(Method::GET, paths::HEALTH, None, &[]))
                 && r.status == 200
             {
                 return;
@@ -210,10 +211,11 @@ impl Host {
 
     /// Audit events matching `query` (e.g. `trace=...`), via the Core API.
     pub fn events(&self, query: &str) -> Vec<Value> {
-        let v = block_on(
-            self.admin()
-                .call(Method::GET, &format!("/_hms/events?{query}"), None),
-        )
+        let v = block_on(self.admin().call(
+            Method::GET,
+            &format!("{}?{query}", paths::EVENTS),
+            None,
+        ))
         .unwrap();
         v["events"].as_array().unwrap().clone()
     }
@@ -239,7 +241,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 pub fn token_for(host: &Host, api_key: &str) -> JsonResponse {
     block_on(host.client().send(
         Method::POST,
-        "/_hms/auth/token",
+        paths::TOKEN,
         Some(&json!({"api_key": api_key})),
         &[],
     ))

@@ -195,3 +195,148 @@ fn logs_cli_reads_the_audit_log_by_service_and_trace() {
     assert_eq!(lines.len(), 2);
     assert!(lines.iter().all(|e| e["trace_id"] == trace.as_str()));
 }
+
+#[test]
+fn every_documented_route_is_served_and_the_document_is_the_committed_one() {
+    let host = Host::start(&seed_components());
+    let (parts, body) = block_on(host.client().send_raw(
+        Method::GET,
+        hms_host::api::paths::OPENAPI,
+        bytes::Bytes::new(),
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(parts.status, 200);
+    let committed = std::fs::read(root().join("docs/openapi.json")).unwrap();
+    assert!(
+        body == committed,
+        "the served document is docs/openapi.json"
+    );
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    let admin = host.admin();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{name}", "no-such-service")
+            .replace("{service}", "no-such-service")
+            .replace("{id}", "000000000000");
+        for method in item.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            // Bodies are empty or invalid on purpose: the route must exist
+            // and answer with the API's own shape, not the fallback.
+            let r = block_on(admin.send_bytes(method.clone(), &concrete, bytes::Bytes::new(), &[]))
+                .unwrap();
+            assert_ne!(r.status, 405, "{method} {path}");
+            assert_ne!(
+                r.body["message"], "no such Core API endpoint",
+                "{method} {path} is documented but not served"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 17);
+}
+
+#[test]
+fn the_typed_client_reads_every_listing() {
+    let host = Host::start(&seed_components());
+    let admin = host.admin();
+    let health = block_on(admin.health()).unwrap();
+    assert_eq!(health.status, "ok");
+    assert_eq!(health.services, ["identity-service", "report-service"]);
+    let services = block_on(admin.services()).unwrap().services;
+    assert_eq!(services.len(), 2);
+    assert_eq!(services[1].kind, hms_host::api::types::Kind::Component);
+    let key = block_on(admin.create_key("typed-client")).unwrap();
+    let token = block_on(admin.token(&key.api_key)).unwrap();
+    assert_eq!(token.token_type, "Bearer");
+    let keys = block_on(admin.list_keys()).unwrap().keys;
+    assert!(
+        keys.iter()
+            .any(|k| k.id == key.id && k.revoked_at.is_none())
+    );
+    let versions = block_on(admin.versions("identity-service")).unwrap();
+    assert!(versions.versions.iter().any(|v| v.active));
+    let stats = block_on(admin.stats("identity-service")).unwrap();
+    assert_eq!(stats.callers, Some(vec!["report-service".to_string()]));
+    assert!(stats.counters.contains_key("requests"));
+    let jwks = block_on(admin.jwks()).unwrap();
+    assert_eq!(jwks.keys[0].alg, "EdDSA");
+    // An error keeps the API's code.
+    match block_on(admin.versions("no-such-service")) {
+        Err(hms_host::cli::client::ClientError::Api { status, code, .. }) => {
+            assert_eq!((status.as_u16(), code.as_str()), (404, "not_found"));
+        }
+        other => panic!("expected a 404, got {other:?}"),
+    }
+}
+
+#[test]
+fn listings_print_json_on_request() {
+    let host = Host::start(&seed_components());
+    new_key(&host, "json-listing");
+    for args in [
+        &["services", "--json"][..],
+        &["keys", "list", "--json"],
+        &["versions", "identity-service", "--json"],
+        &["stats", "identity-service", "--json"],
+    ] {
+        let out = host.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON: {e}"));
+        assert!(v.is_object(), "{args:?}: {v}");
+    }
+    let out = host.cli(&["logs", "--json"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().count() >= 2);
+    for line in text.lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        assert!(e["seq"].is_u64(), "{e}");
+    }
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_and_exit_codes_say_what_failed() {
+    let host = Host::start(&seed_components());
+    // More events than a pipe buffers (64 KiB), so the CLI is still
+    // writing when `head` goes away.
+    for _ in 0..500 {
+        host.post("/reports/identity-check", &json!({"id": "C12345"}));
+    }
+    // `hms-host logs | head -c 16`: the reader goes away after one line.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hms-host"))
+        .args(["logs", "--url", &host.url(), "--data-dir"])
+        .arg(&host.data_dir)
+        .env_remove("HMS_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+
+    // Refused by the host: 1; unreachable: 3; a bad command line: 2.
+    let refused = host.cli(&["versions", "no-such-service"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let unreachable = std::process::Command::new(env!("CARGO_BIN_EXE_hms-host"))
+        .args(["services", "--url", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach"));
+    assert_eq!(host.cli(&["no-such-command"]).status.code(), Some(2));
+}

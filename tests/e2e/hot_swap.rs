@@ -12,7 +12,7 @@ const SWAPS: usize = 10;
 const CLIENTS: usize = 4;
 const BETWEEN_SWAPS: Duration = Duration::from_millis(800);
 
-fn upload(host: &Host, service: &str, bytes: Vec<u8>) -> hms_host::client::JsonResponse {
+fn upload(host: &Host, service: &str, bytes: Vec<u8>) -> hms_host::cli::client::JsonResponse {
     let path = format!("/_hms/services/{service}/versions");
     block_on(
         host.admin()

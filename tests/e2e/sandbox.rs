@@ -5,7 +5,7 @@
 //! policy (SSRF attempts, redirects, registrations, the caller policy).
 
 use crate::common::*;
-use hms_host::client::ClientError;
+use hms_host::cli::client::ClientError;
 use http::Method;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -64,7 +64,7 @@ fn normal_stream(
             let url = host.url();
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let client = hms_host::client::Client::new(&url);
+                let client = hms_host::cli::client::Client::new(&url);
                 block_on(async {
                     let mut seen = Vec::new();
                     // Bounded: at least a few requests, at most a few hundred.
@@ -126,7 +126,7 @@ fn hostile_components_fail_alone_while_normal_traffic_flows() {
         .map(|(path, status, code, words)| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let client = hms_host::client::Client::new(&url);
+                let client = hms_host::cli::client::Client::new(&url);
                 // The ignore-body service gets a body over its 64 KiB limit.
                 let body = bytes::Bytes::from(vec![b'x'; 100 << 10]);
                 let r = block_on(client.send_bytes(Method::POST, path, body, &[])).unwrap();
@@ -309,7 +309,7 @@ fn request_limits_answer_413_431_and_503_with_json() {
         .map(|_| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let c = hms_host::client::Client::new(&url);
+                let c = hms_host::cli::client::Client::new(&url);
                 block_on(c.send(Method::GET, "/no-response/x", None, &[]))
                     .unwrap()
                     .status
@@ -347,7 +347,7 @@ fn request_limits_answer_413_431_and_503_with_json() {
     assert_eq!(s["limits"]["max_request_body"], 1 << 20);
 
     // The CLI shows the same counters.
-    let out = host.cli(&["stats", "no-response-service"]);
+    let out = host.cli(&["stats", "no-response-service", "--json"]);
     assert!(
         out.status.success(),
         "{}",

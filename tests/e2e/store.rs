@@ -51,7 +51,7 @@ fn identity_keeps_citizen_records_and_report_words_every_outcome() {
     let admin = host
         .client()
         .with_bearer(token_for_subject(&host, "identity-admin"));
-    let put = |client: &hms_host::client::Client, id: &str, status: &str| {
+    let put = |client: &hms_host::cli::client::Client, id: &str, status: &str| {
         block_on(client.send(
             Method::PUT,
             &format!("/identity/citizens/{id}"),
@@ -290,7 +290,7 @@ fn increments_and_compare_and_swap_are_atomic() {
         .map(|_| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let c = hms_host::client::Client::new(&url);
+                let c = hms_host::cli::client::Client::new(&url);
                 let r = block_on(c.send(
                     Method::POST,
                     "/store-probe/op",

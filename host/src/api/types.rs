@@ -1,0 +1,186 @@
+//! Request and response bodies of the Core API, one type per shape. Types
+//! that Core itself owns (API keys, registry entries, audit events, the
+//! JWKS, limits) are re-exported from where they live.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+
+pub use crate::config::Limits;
+pub use crate::core::audit::{Event, Level};
+pub use crate::core::auth::{Jwk, Jwks, KeyInfo};
+pub use crate::core::registry::{Entry, Kind};
+
+/// `GET /_hms/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok` once every component given at start is deployed, `loading` before.
+    pub status: String,
+    /// Names of the deployed services.
+    pub services: Vec<String>,
+}
+
+/// `POST /_hms/auth/token`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// An API key, `hms_<id>_<secret>`.
+    pub api_key: String,
+}
+
+/// A token issued for an API key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    /// The compact JWT (EdDSA).
+    pub token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// `POST /_hms/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateKeyRequest {
+    /// The service the key authenticates as.
+    pub service: String,
+}
+
+/// A new API key; the only time its secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedKeyResponse {
+    pub id: String,
+    pub service: String,
+    /// The complete key, `hms_<id>_<secret>`.
+    pub api_key: String,
+}
+
+/// `GET /_hms/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+}
+
+/// `DELETE /_hms/keys/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Revoked {
+    /// The id of the revoked key.
+    pub revoked: String,
+}
+
+/// `GET /_hms/services`: the registry.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServiceList {
+    pub services: Vec<Entry>,
+}
+
+/// `POST /_hms/services`: register an external service (re-POST before the
+/// TTL ends as a heartbeat).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RegisterService {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Seconds until the registration lapses unless renewed.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// `DELETE /_hms/services/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Unregistered {
+    pub unregistered: String,
+}
+
+/// A version now serving: `POST /_hms/services/{name}/versions` (with its
+/// routes) and `POST /_hms/services/{name}/rollback` (without).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Deployed {
+    pub name: String,
+    /// `sha256:<hex>` of the component.
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<String>>,
+}
+
+/// A version as listed to operators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VersionInfo {
+    pub version: String,
+    /// Unix seconds of its latest deployment.
+    pub deployed_at: u64,
+    /// A file path, or `upload for <service>`.
+    pub source: String,
+    pub active: bool,
+}
+
+/// `GET /_hms/services/{name}/versions`: oldest first, across restarts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionList {
+    pub name: String,
+    pub versions: Vec<VersionInfo>,
+}
+
+/// `POST /_hms/services/{name}/rollback`; an empty body means the previous
+/// version.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct RollbackRequest {
+    /// Digest (or unique prefix) to switch to; default: the previous version.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// `GET /_hms/services/{name}/stats`: a deployed service's limits, grants,
+/// requests in flight and the count of every limit it hit.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServiceStats {
+    /// `host:port` destinations it may call beyond this host's services.
+    pub allow_outbound: Vec<String>,
+    /// Services allowed to call it through the host; `null`: any.
+    pub callers: Option<Vec<String>>,
+    /// Counter name → count since start: `requests`, `busy`,
+    /// `forbidden_caller`, `headers_too_large`, `body_too_large`,
+    /// `response_too_large`, `timeout`, `memory_limit`, `trap`,
+    /// `outbound_denied`.
+    pub counters: BTreeMap<String, u64>,
+    /// Instances running now.
+    pub in_flight: u32,
+    pub limits: Limits,
+    pub name: String,
+    pub version: String,
+}
+
+/// `POST /_hms/data/{service}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Imported {
+    pub service: String,
+    /// Records set.
+    pub imported: usize,
+}
+
+/// `GET /_hms/events`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<Event>,
+}
+
+/// The query of `GET /_hms/events`. (Not `#[serde(flatten)]`: flattening
+/// loses number parsing in query strings.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Only events of this service.
+    pub service: Option<String>,
+    /// Only events of this trace id.
+    pub trace: Option<String>,
+    /// Only events at least this severe (`debug`, `info`, `warn`, `error`).
+    pub level: Option<Level>,
+    /// Only events with a greater `seq`.
+    pub after: Option<u64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<usize>,
+    /// Seconds to wait for new events when there are none yet (long-poll,
+    /// at most 30).
+    pub wait: Option<u64>,
+}

@@ -1,0 +1,10 @@
+//! Foundations every layer may use: wall-clock time ([`clock`]), private and
+//! atomically written files ([`files`]), SQLite connections ([`sqlite`]) and
+//! locks ([`sync`]).
+
+pub mod clock;
+pub mod files;
+pub mod sqlite;
+pub mod sync;
+#[cfg(test)]
+pub(crate) mod testdir;

@@ -1,0 +1,130 @@
+//! `hms-host run`: serve components until SIGINT/SIGTERM.
+
+use crate::config::{self, Config, Limits, Sandbox};
+use crate::core::audit::Durability;
+use crate::core::names::validate_service_name;
+use anyhow::{Context, bail};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Address to listen on; with port 0 a free port is chosen. The bound
+    /// address is printed on the first line of output.
+    #[arg(long, env = "HMS_LISTEN", default_value = config::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Memory limit per component instance, in MiB.
+    #[arg(long, env = "HMS_MEMORY_LIMIT_MB", default_value_t = config::DEFAULT_MEMORY_LIMIT >> 20)]
+    memory_limit_mb: u64,
+    /// Time limit per request, in milliseconds.
+    #[arg(long, env = "HMS_REQUEST_TIMEOUT_MS", default_value_t = config::DEFAULT_REQUEST_TIMEOUT.as_millis() as u64)]
+    request_timeout_ms: u64,
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, env = "HMS_TOKEN_TTL_SECS", default_value_t = config::DEFAULT_TOKEN_TTL.as_secs())]
+    token_ttl_secs: u64,
+    /// What an answered request's audit events survive: `full` (fsync per
+    /// group commit: power loss too) or `process` (kill -9 and process
+    /// crashes, not an OS crash or power loss; much cheaper).
+    #[arg(long, env = "HMS_AUDIT_DURABILITY", default_value = "full")]
+    audit_durability: Durability,
+    /// Seconds a client has to send each request head (idle keep-alive time
+    /// included); slower connections are closed.
+    #[arg(long, env = "HMS_HEADER_TIMEOUT_SECS", default_value_t = config::DEFAULT_HEADER_TIMEOUT.as_secs())]
+    header_timeout_secs: u64,
+    /// TOML file of per-service limits and outbound grants: `[defaults]` and
+    /// `[services.NAME]` sections (see the README). Its `[defaults]` apply
+    /// over the limit flags above.
+    #[arg(long, env = "HMS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Component instances alive at once, host-wide.
+    #[arg(long, env = "HMS_MAX_INSTANCES", default_value_t = config::DEFAULT_MAX_INSTANCES)]
+    max_instances: u32,
+    /// KiB of each freed instance memory kept resident and reset in place
+    /// for the next instance; 0 hands every freed page back with madvise.
+    #[arg(long, env = "HMS_POOL_KEEP_RESIDENT_KB", default_value_t = (config::DEFAULT_KEEP_RESIDENT >> 10) as u64)]
+    pool_keep_resident_kb: u64,
+    /// Also serve every `*.wasm` in this directory, and deploy files that
+    /// appear in it later (repeatable).
+    #[arg(long = "components-dir", env = "HMS_COMPONENTS_DIR")]
+    components_dirs: Vec<PathBuf>,
+    /// Load a JSON-lines file (as `data export` writes) into a service's
+    /// store at start, before the host reports ready: `SERVICE=FILE`
+    /// (repeatable; existing keys are replaced).
+    #[arg(long = "import", value_name = "SERVICE=FILE", value_parser = parse_import)]
+    imports: Vec<(String, PathBuf)>,
+    /// Do not watch component files for changes.
+    #[arg(long, env = "HMS_NO_WATCH")]
+    no_watch: bool,
+    /// Component files (`.wasm`) to serve.
+    #[arg(required_unless_present = "components_dirs")]
+    components: Vec<PathBuf>,
+}
+
+pub async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
+    for file in &args.components {
+        if !file.is_file() {
+            bail!("{}: no such component file", file.display());
+        }
+    }
+    for (service, file) in &args.imports {
+        if !file.is_file() {
+            bail!("--import {service}={}: no such file", file.display());
+        }
+    }
+    if args.memory_limit_mb == 0 || args.request_timeout_ms == 0 {
+        bail!("--memory-limit-mb and --request-timeout-ms must be at least 1");
+    }
+    let mut sandbox = Sandbox {
+        defaults: Limits {
+            memory: args.memory_limit_mb << 20,
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            ..Limits::default()
+        },
+        ..Sandbox::default()
+    };
+    if let Some(path) = &args.config {
+        sandbox.load_file(path).map_err(anyhow::Error::msg)?;
+    }
+    let config = Config {
+        listen: args.listen,
+        data_dir,
+        components: args.components,
+        components_dirs: args.components_dirs,
+        watch: !args.no_watch,
+        imports: args.imports,
+        sandbox,
+        max_instances: args.max_instances,
+        keep_resident: (args.pool_keep_resident_kb << 10) as usize,
+        token_ttl: Duration::from_secs(args.token_ttl_secs),
+        audit_durability: args.audit_durability,
+        header_timeout: Duration::from_secs(args.header_timeout_secs),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // The first line of output is the bound address: scripts and tests read it.
+    println!("hms-host listening on http://{}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    crate::startup::run(config, listener, shutdown_signal()).await
+}
+
+fn parse_import(s: &str) -> Result<(String, PathBuf), String> {
+    let (service, file) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected SERVICE=FILE"))?;
+    validate_service_name(service).map_err(|e| e.to_string())?;
+    Ok((service.to_string(), PathBuf::from(file)))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: draining requests in flight");
+}

@@ -1,0 +1,695 @@
+//! Core authentication: API keys ([`keys`]), signed tokens ([`tokens`]) and
+//! the admin credential ([`admin`]), behind one [`Auth`].
+//!
+//! * An API key is exchanged for a short-lived **EdDSA (Ed25519) JWT** with
+//!   [`Auth::authenticate`]; deployed components get their own identity token
+//!   from [`Auth::workload_token`] without any secret. [`Auth::verify`] checks
+//!   tokens on the request path and caches the result, and [`Auth::jwks`]
+//!   publishes the public keys so that others can verify too.
+//! * **Failed API key attempts** are throttled per [`Presenter`] (client
+//!   address or calling service) with [`Auth::authenticate_from`]; only
+//!   failures count, so a valid key is never slowed down.
+//!
+//! Secrets (API keys, tokens, the admin credential) never appear in an error
+//! message or a log line of this module: errors name the reason only.
+//!
+//! Everything the hot paths need (key index, signing keys, caches) is held in
+//! memory; SQLite (`data_dir/keys.db`) is only touched when keys are created,
+//! revoked or listed.
+
+pub mod admin;
+pub mod keys;
+pub mod tokens;
+
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use rand::rngs::OsRng;
+use rusqlite::TransactionBehavior;
+use sha2::Sha256;
+
+use crate::base::sqlite::{self, OpenError};
+use crate::core::ratelimit::{KeyedLimiter, Limits};
+use admin::AdminCredential;
+use keys::ApiKeys;
+pub use keys::{CreatedKey, KeyInfo};
+use tokens::Tokens;
+pub use tokens::{Claims, IssuedToken, Jwk, Jwks};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The `key_id` of tokens issued by [`Auth::workload_token`].
+pub const WORKLOAD_KEY_ID: &str = "workload";
+
+/// Failed API key attempts a presenter may make in a row, then one more per
+/// second; at most this many presenters are tracked (each entry is ~64 bytes).
+const FAILED_ATTEMPTS: Limits = Limits {
+    burst: 10,
+    refill_per_sec: 1.0,
+    max_keys: 10_000,
+};
+
+/// Settings for [`Auth::open`].
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// Lifetime of issued tokens (default 15 minutes, at least one second).
+    pub token_ttl: Duration,
+    /// The `iss` claim written into and required from tokens.
+    pub issuer: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_ttl: Duration::from_secs(15 * 60),
+            issuer: "hms-host".to_owned(),
+        }
+    }
+}
+
+/// Why an authentication operation failed.
+#[derive(thiserror::Error, Debug)]
+pub enum AuthError {
+    /// The API key is unknown, malformed or has the wrong secret.
+    #[error("invalid API key")]
+    InvalidKey,
+    /// The API key (or the key a token came from) has been revoked.
+    #[error("API key revoked")]
+    Revoked,
+    /// The token's lifetime is over.
+    #[error("token expired")]
+    Expired,
+    /// The token is malformed, wrongly signed or not issued by this host.
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// No API key has this id.
+    #[error("unknown API key id {0:?}")]
+    UnknownKeyId(String),
+    /// Too many failed attempts from this presenter: no attempt is made
+    /// until `retry_after` has passed.
+    #[error("too many failed attempts")]
+    Throttled { retry_after: Duration },
+    /// The service name breaks the naming rule (the message says how).
+    #[error("{0}")]
+    InvalidService(String),
+    /// The key database failed.
+    #[error("key store: {0}")]
+    Storage(#[from] rusqlite::Error),
+    /// A file could not be read or written, or stored data is corrupt
+    /// (`io::ErrorKind::InvalidData`).
+    #[error("key store I/O: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<OpenError> for AuthError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Io(e) => AuthError::Io(e),
+            OpenError::Sqlite(e) => AuthError::Storage(e),
+        }
+    }
+}
+
+/// Who presents an API key, for throttling failed attempts: each presenter
+/// has its own budget, so an attacker cannot lock out anybody else.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Presenter {
+    /// A client of the token endpoint, by address (see [`Presenter::address`]).
+    Address(IpAddr),
+    /// A deployed component calling `auth.authenticate`.
+    Service(String),
+}
+
+impl Presenter {
+    /// The presenter for a client address. IPv4-mapped IPv6 addresses count
+    /// as the IPv4 address, and IPv6 addresses by their /64 prefix, which is
+    /// what a single site or host is normally given.
+    pub fn address(ip: IpAddr) -> Presenter {
+        let ip = match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            },
+            v4 => v4,
+        };
+        Presenter::Address(ip)
+    }
+}
+
+/// API keys, token issuing/verification and the admin credential.
+///
+/// All methods take `&self` and are thread-safe; share it behind an `Arc`.
+pub struct Auth {
+    keys: ApiKeys,
+    tokens: Tokens,
+    admin: AdminCredential,
+    /// Budget of failed API key attempts per presenter.
+    failed_attempts: KeyedLimiter<Presenter>,
+}
+
+impl Auth {
+    /// Opens (creating on first use) the key store in `data_dir`: `keys.db`
+    /// with the pepper, signing keys and API keys, and `admin.token`.
+    pub fn open(data_dir: &Path, config: AuthConfig) -> Result<Auth, AuthError> {
+        crate::base::files::create_private_dir(data_dir)?;
+        // Key changes are rare and revocations must survive a crash.
+        let mut conn = sqlite::open_writer(&data_dir.join("keys.db"), sqlite::Sync::Full)?;
+        conn.execute_batch(keys::SCHEMA)?;
+        conn.execute_batch(tokens::SCHEMA)?;
+        // IMMEDIATE: two processes opening a fresh directory must agree on
+        // one pepper and one signing key.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (pepper_mac, loaded) = ApiKeys::load(&tx)?;
+        let signing = Tokens::load_keys(&tx)?;
+        tx.commit()?;
+        Ok(Auth {
+            keys: ApiKeys::new(conn, pepper_mac, loaded),
+            tokens: Tokens::new(config, signing)?,
+            admin: AdminCredential::load_or_create(data_dir)?,
+            failed_attempts: KeyedLimiter::new(FAILED_ATTEMPTS),
+        })
+    }
+
+    /// Creates an API key for `service` (1-64 characters of `[a-z0-9-]`).
+    pub fn create_key(&self, service: &str) -> Result<CreatedKey, AuthError> {
+        crate::core::names::validate_service_name(service)
+            .map_err(|e| AuthError::InvalidService(e.to_string()))?;
+        self.keys.create(service)
+    }
+
+    /// Lists all API keys, oldest first, including revoked ones.
+    pub fn list_keys(&self) -> Result<Vec<KeyInfo>, AuthError> {
+        self.keys.list()
+    }
+
+    /// Revokes an API key: it can no longer authenticate, and tokens already
+    /// issued from it fail verification with [`AuthError::Revoked`].
+    /// Revoking an already revoked key succeeds and keeps the first time.
+    pub fn revoke_key(&self, id: &str) -> Result<(), AuthError> {
+        self.keys.revoke(id)?;
+        self.tokens.forget_key(id);
+        Ok(())
+    }
+
+    /// Exchanges an API key for a token whose subject is the key's service.
+    /// Not throttled: callers that face clients use [`Auth::authenticate_from`].
+    pub fn authenticate(&self, api_key: &str) -> Result<IssuedToken, AuthError> {
+        let (id, service) = self.keys.check_secret(api_key)?;
+        Ok(self.tokens.issue_now(&service, id))
+    }
+
+    /// [`Auth::authenticate`], throttled per presenter: once `from` has spent
+    /// its budget of failed attempts, every attempt from it is refused with
+    /// [`AuthError::Throttled`] until the budget refills, whether or not the
+    /// key is valid. Only invalid and revoked keys are charged.
+    pub fn authenticate_from(
+        &self,
+        from: &Presenter,
+        api_key: &str,
+    ) -> Result<IssuedToken, AuthError> {
+        self.admit(from)?;
+        let result = self.authenticate(api_key);
+        if let Err(AuthError::InvalidKey | AuthError::Revoked) = result {
+            self.record_failure(from);
+        }
+        result
+    }
+
+    /// Whether `from` may attempt an authentication now.
+    pub fn admit(&self, from: &Presenter) -> Result<(), AuthError> {
+        self.failed_attempts
+            .check(from)
+            .map_err(|retry_after| AuthError::Throttled { retry_after })
+    }
+
+    /// Charges a failed attempt (e.g. an unreadable request) to `from`.
+    pub fn record_failure(&self, from: &Presenter) {
+        if self.failed_attempts.charge(from) {
+            tracing::warn!(presenter = ?from, "too many failed API key attempts; throttling");
+        }
+    }
+
+    /// A token for a deployed component's own identity (`key_id` is
+    /// [`WORKLOAD_KEY_ID`]). Tokens are cached per service and re-issued once
+    /// less than a third of their lifetime is left, so this is usually a map
+    /// lookup and a clone.
+    pub fn workload_token(&self, service: &str) -> IssuedToken {
+        self.tokens.workload(service)
+    }
+
+    /// Checks a token's algorithm, key, signature, issuer, audience, lifetime
+    /// and the revocation state of its API key, and returns its claims.
+    ///
+    /// Successful verifications are cached under the token's SHA-256 until
+    /// it expires; revocation is still checked on every call.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        self.tokens.verify(token, |key_id, subject| {
+            if key_id == WORKLOAD_KEY_ID {
+                Ok(())
+            } else {
+                self.keys.check_issued(key_id, subject)
+            }
+        })
+    }
+
+    /// The public signing keys as a JSON Web Key Set.
+    pub fn jwks(&self) -> Jwks {
+        self.tokens.jwks()
+    }
+
+    /// Whether `presented` is the admin token (constant-time comparison).
+    pub fn check_admin(&self, presented: &str) -> bool {
+        self.admin.check(presented)
+    }
+
+    /// The admin token. Other processes (the CLI) read it from
+    /// [`Auth::admin_token_path`] instead.
+    pub fn admin_token(&self) -> &str {
+        self.admin.token()
+    }
+
+    /// Where the admin token is stored: `data_dir/admin.token`.
+    pub fn admin_token_path(data_dir: &Path) -> PathBuf {
+        admin::path(data_dir)
+    }
+}
+
+fn corrupt(msg: &str) -> AuthError {
+    AuthError::Io(io::Error::new(io::ErrorKind::InvalidData, msg.to_owned()))
+}
+
+fn mac_bytes(keyed: &HmacSha256, data: &[u8]) -> Vec<u8> {
+    let mut mac = keyed.clone();
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    OsRng.fill_bytes(&mut buf);
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+    use std::fs;
+
+    use crate::base::testdir::TempDir;
+
+    fn open(dir: &TempDir) -> Auth {
+        Auth::open(dir.path(), AuthConfig::default()).expect("open auth")
+    }
+
+    /// The message of an `InvalidToken` error, panicking on anything else.
+    fn rejection(result: Result<Claims, AuthError>) -> String {
+        match result {
+            Err(AuthError::InvalidToken(msg)) => msg,
+            other => panic!("expected InvalidToken, got {other:?}"),
+        }
+    }
+
+    fn b64json(value: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+    }
+
+    #[test]
+    fn create_authenticate_verify_round_trip() -> anyhow::Result<()> {
+        let dir = TempDir::new("roundtrip");
+        let auth = open(&dir);
+        let key = auth.create_key("orders")?;
+        assert!(key.secret.starts_with(&format!("hms_{}_", key.id)));
+        assert_eq!(key.id.len(), 12);
+
+        let issued = auth.authenticate(&key.secret)?;
+        let claims = auth.verify(&issued.token)?;
+        assert_eq!(claims.subject, "orders");
+        assert_eq!(claims.key_id, key.id);
+        assert_eq!(claims.expires_at, issued.expires_at);
+        assert_eq!(claims.expires_at - claims.issued_at, 15 * 60);
+        // Second verification is served from the cache and agrees.
+        assert_eq!(auth.verify(&issued.token)?, claims);
+
+        let listed = auth.list_keys()?;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].id.as_str(), listed[0].revoked_at),
+            (key.id.as_str(), None)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_or_malformed_keys_are_invalid() -> anyhow::Result<()> {
+        let dir = TempDir::new("malformed");
+        let auth = open(&dir);
+        let key = auth.create_key("orders")?;
+        let other_secret = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let wrong_secret = format!("hms_{}_{other_secret}", key.id);
+        let unknown_id = format!("hms_0123456789ab_{other_secret}");
+        let short = &key.secret[..key.secret.len() - 1];
+        let upper = key.secret.replacen("hms_", "HMS_", 1);
+        let padded = format!("{}=", key.secret);
+        for bad in [
+            "",
+            "hms_",
+            "hms__",
+            &wrong_secret,
+            &unknown_id,
+            short,
+            &upper,
+            &padded,
+        ] {
+            assert!(
+                matches!(auth.authenticate(bad), Err(AuthError::InvalidKey)),
+                "{bad:?}"
+            );
+        }
+        for bad in ["", "Orders", "a_b", &"a".repeat(65)] {
+            assert!(
+                matches!(auth.create_key(bad), Err(AuthError::InvalidService(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(auth.create_key(&"a".repeat(64)).is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn revocation_blocks_keys_and_issued_tokens() -> anyhow::Result<()> {
+        let dir = TempDir::new("revoke");
+        let auth = open(&dir);
+        let key = auth.create_key("orders")?;
+        let keep = auth.create_key("orders")?;
+        let cached = auth.authenticate(&key.secret)?.token;
+        let uncached = auth.authenticate(&key.secret)?.token;
+        auth.verify(&cached)?;
+
+        auth.revoke_key(&key.id)?;
+        assert!(matches!(
+            auth.authenticate(&key.secret),
+            Err(AuthError::Revoked)
+        ));
+        assert!(matches!(auth.verify(&cached), Err(AuthError::Revoked)));
+        assert!(matches!(auth.verify(&uncached), Err(AuthError::Revoked)));
+        assert!(auth.authenticate(&keep.secret).is_ok());
+        auth.revoke_key(&key.id)?; // idempotent
+        assert!(matches!(
+            auth.revoke_key("nope"),
+            Err(AuthError::UnknownKeyId(_))
+        ));
+
+        let listed = auth.list_keys()?;
+        let revoked = listed.iter().find(|k| k.id == key.id).unwrap();
+        assert!(revoked.revoked_at.is_some());
+        // Revocation survives a reopen.
+        drop(auth);
+        let auth = open(&dir);
+        assert!(matches!(
+            auth.authenticate(&key.secret),
+            Err(AuthError::Revoked)
+        ));
+        assert!(matches!(auth.verify(&uncached), Err(AuthError::Revoked)));
+        Ok(())
+    }
+
+    #[test]
+    fn expired_and_premature_tokens() -> anyhow::Result<()> {
+        let dir = TempDir::new("expiry");
+        let mut auth = open(&dir);
+        let key = auth.create_key("orders")?;
+        let cached = auth.authenticate(&key.secret)?.token;
+        auth.verify(&cached)?;
+        let fresh = auth.authenticate(&key.secret)?.token;
+
+        auth.tokens.clock = || crate::base::clock::unix_secs() + 15 * 60;
+        assert!(matches!(auth.verify(&cached), Err(AuthError::Expired)));
+        assert!(matches!(auth.verify(&fresh), Err(AuthError::Expired)));
+
+        auth.tokens.clock = || crate::base::clock::unix_secs() - 60;
+        let premature = auth.authenticate(&key.secret)?.token;
+        auth.tokens.clock = || crate::base::clock::unix_secs() - 120;
+        assert_eq!(rejection(auth.verify(&premature)), "not yet valid");
+        auth.tokens.clock = || crate::base::clock::unix_secs() - 62; // within the nbf leeway
+        assert!(auth.verify(&premature).is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn foreign_and_tampered_tokens_are_rejected() -> anyhow::Result<()> {
+        let (dir_a, dir_b) = (TempDir::new("a"), TempDir::new("b"));
+        let (auth, other) = (open(&dir_a), open(&dir_b));
+        let key = auth.create_key("orders")?;
+        let token = auth.authenticate(&key.secret)?.token;
+
+        // Another host's token: its kid is unknown here.
+        let foreign = other.workload_token("orders").token;
+        assert_eq!(rejection(auth.verify(&foreign)), "unknown signing key");
+        // Another host's key posing under our kid: bad signature.
+        let forged = other.tokens.sign(
+            &auth.tokens.signing_kid,
+            &other.tokens.signing_key,
+            "orders",
+            "workload",
+            crate::base::clock::unix_secs(),
+        )?;
+        assert_eq!(rejection(auth.verify(&forged.token)), "bad signature");
+
+        // Tampered payload with the original signature.
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1])?)?;
+        payload["sub"] = "admin".into();
+        let tampered = format!("{}.{}.{}", parts[0], b64json(&payload), parts[2]);
+        assert_eq!(rejection(auth.verify(&tampered)), "bad signature");
+
+        // alg "none" with no signature.
+        let none_header =
+            serde_json::json!({"alg": "none", "typ": "JWT", "kid": auth.tokens.signing_kid});
+        let none = format!("{}.{}.", b64json(&none_header), parts[1]);
+        assert_eq!(rejection(auth.verify(&none)), "malformed token");
+
+        // HS256 keyed with the public key (algorithm confusion).
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(auth.tokens.signing_kid.clone());
+        let public = auth.jwks().keys[0].x.clone();
+        let hs = jsonwebtoken::encode(
+            &header,
+            &payload,
+            &EncodingKey::from_secret(public.as_bytes()),
+        )?;
+        assert_eq!(rejection(auth.verify(&hs)), "algorithm not accepted");
+
+        for junk in ["", "a.b.c", "not a token", &parts[..2].join(".")] {
+            assert_eq!(rejection(auth.verify(junk)), "malformed token", "{junk:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn failed_attempts_are_throttled_per_presenter() -> anyhow::Result<()> {
+        let dir = TempDir::new("throttle");
+        let auth = open(&dir);
+        let key = auth.create_key("orders")?;
+        let wrong = format!("hms_{}_{}", key.id, URL_SAFE_NO_PAD.encode([7u8; 32]));
+        let attacker = Presenter::address("192.0.2.1".parse()?);
+        let neighbour = Presenter::address("192.0.2.2".parse()?);
+
+        // Successes are free: far more than the burst, never throttled.
+        for _ in 0..3 * FAILED_ATTEMPTS.burst {
+            auth.authenticate_from(&attacker, &key.secret)?;
+        }
+        for _ in 0..FAILED_ATTEMPTS.burst {
+            assert!(matches!(
+                auth.authenticate_from(&attacker, &wrong),
+                Err(AuthError::InvalidKey)
+            ));
+        }
+        // Budget spent: even the valid key is refused from this address...
+        match auth.authenticate_from(&attacker, &key.secret) {
+            Err(AuthError::Throttled { retry_after }) => {
+                assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(1));
+            }
+            other => panic!("expected Throttled, got {other:?}"),
+        }
+        // ...but not from anywhere else, nor for a calling service.
+        auth.authenticate_from(&neighbour, &key.secret)?;
+        auth.authenticate_from(&Presenter::Service("orders".into()), &key.secret)?;
+
+        // Revoked keys and unreadable requests count as failures too.
+        let revoked = auth.create_key("orders")?;
+        auth.revoke_key(&revoked.id)?;
+        let service = Presenter::Service("billing".into());
+        for _ in 0..FAILED_ATTEMPTS.burst - 1 {
+            assert!(matches!(
+                auth.authenticate_from(&service, &revoked.secret),
+                Err(AuthError::Revoked)
+            ));
+        }
+        auth.record_failure(&service);
+        assert!(matches!(
+            auth.admit(&service),
+            Err(AuthError::Throttled { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn presenters_group_ipv6_by_prefix() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            Presenter::address(ip("::ffff:192.0.2.7")),
+            Presenter::address(ip("192.0.2.7"))
+        );
+        assert_eq!(
+            Presenter::address(ip("2001:db8:1:2:aaaa::1")),
+            Presenter::address(ip("2001:db8:1:2:bbbb::2"))
+        );
+        assert_ne!(
+            Presenter::address(ip("2001:db8:1:2::1")),
+            Presenter::address(ip("2001:db8:1:3::1"))
+        );
+        assert_ne!(
+            Presenter::address(ip("127.0.0.1")),
+            Presenter::address(ip("127.0.0.2"))
+        );
+    }
+
+    #[test]
+    fn rejections_never_quote_the_token() -> anyhow::Result<()> {
+        let dir = TempDir::new("quote");
+        let auth = open(&dir);
+        let der = {
+            let conn = crate::base::sync::lock(&auth.keys.conn);
+            conn.query_row("SELECT private_key FROM signing_keys", [], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })?
+        };
+        let key = EncodingKey::from_ed_der(&der);
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(auth.tokens.signing_kid.clone());
+        let now = crate::base::clock::unix_secs();
+        // Correctly signed, but `iat` is a string: the JSON parser's
+        // message would quote it.
+        let claims = serde_json::json!({
+            "iss": "hms-host", "sub": "orders", "aud": "hms", "iat": "SECRET-IN-CLAIM",
+            "nbf": now, "exp": now + 60, "jti": "x", "key_id": "workload",
+        });
+        let token = jsonwebtoken::encode(&header, &claims, &key)?;
+        let msg = rejection(auth.verify(&token));
+        assert!(!msg.contains("SECRET"), "{msg}");
+        assert_eq!(msg, "malformed token");
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_issuer_is_rejected() -> anyhow::Result<()> {
+        let dir = TempDir::new("issuer");
+        let auth = open(&dir);
+        let token = auth.workload_token("orders").token;
+        drop(auth);
+        let config = AuthConfig {
+            issuer: "someone-else".into(),
+            ..AuthConfig::default()
+        };
+        let auth = Auth::open(dir.path(), config)?;
+        assert_eq!(rejection(auth.verify(&token)), "wrong issuer");
+        Ok(())
+    }
+
+    #[test]
+    fn reopen_keeps_keys_signing_key_and_admin_token() -> anyhow::Result<()> {
+        let dir = TempDir::new("reopen");
+        let auth = open(&dir);
+        let key = auth.create_key("orders")?;
+        let token = auth.authenticate(&key.secret)?.token;
+        let (jwks, admin) = (auth.jwks(), auth.admin_token().to_owned());
+        drop(auth);
+
+        let auth = open(&dir);
+        assert_eq!(auth.jwks(), jwks);
+        assert_eq!(auth.admin_token(), admin);
+        assert_eq!(auth.verify(&token)?.key_id, key.id);
+        assert_eq!(auth.authenticate(&key.secret).map(|_| ())?, ());
+        assert_eq!(
+            fs::read_to_string(Auth::admin_token_path(dir.path()))?.trim(),
+            admin
+        );
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(dir.path()), 0o700);
+            assert_eq!(mode(&dir.path().join("keys.db")), 0o600);
+            assert_eq!(mode(&Auth::admin_token_path(dir.path())), 0o600);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn workload_tokens_are_cached_and_verify() -> anyhow::Result<()> {
+        let dir = TempDir::new("workload");
+        let mut auth = open(&dir);
+        let first = auth.workload_token("orders");
+        assert_eq!(auth.workload_token("orders").token, first.token);
+        let claims = auth.verify(&first.token)?;
+        assert_eq!(
+            (claims.subject.as_str(), claims.key_id.as_str()),
+            ("orders", WORKLOAD_KEY_ID)
+        );
+        assert_ne!(auth.workload_token("billing").token, first.token);
+
+        // With a third of its life left, a new token is issued.
+        auth.tokens.clock = || crate::base::clock::unix_secs() + 10 * 60 + 1;
+        let renewed = auth.workload_token("orders");
+        assert_ne!(renewed.token, first.token);
+        assert!(renewed.expires_at > first.expires_at);
+        Ok(())
+    }
+
+    #[test]
+    fn jwks_lists_the_signing_key() {
+        let dir = TempDir::new("jwks");
+        let auth = open(&dir);
+        let jwks = serde_json::to_value(auth.jwks()).unwrap();
+        let key = &jwks["keys"][0];
+        assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
+        assert_eq!(key["kid"], auth.tokens.signing_kid.as_str());
+        assert_eq!(
+            (key["kty"].as_str(), key["crv"].as_str()),
+            (Some("OKP"), Some("Ed25519"))
+        );
+        assert_eq!(
+            (key["alg"].as_str(), key["use"].as_str()),
+            (Some("EdDSA"), Some("sig"))
+        );
+        // The published key verifies our tokens on its own.
+        let token = auth.workload_token("orders").token;
+        let decoding = DecodingKey::from_ed_components(key["x"].as_str().unwrap()).unwrap();
+        assert!(
+            jsonwebtoken::decode::<tokens::TokenClaims>(&token, &decoding, &auth.tokens.validation)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn admin_check() {
+        let dir = TempDir::new("admin");
+        let auth = open(&dir);
+        let admin = auth.admin_token().to_owned();
+        assert!(admin.starts_with("hmsadmin_"));
+        assert!(auth.check_admin(&admin));
+        assert!(!auth.check_admin(""));
+        assert!(!auth.check_admin(&admin[..admin.len() - 1]));
+        assert!(!auth.check_admin(&format!("{admin}x")));
+        assert!(!auth.check_admin(&admin.to_uppercase()));
+    }
+}

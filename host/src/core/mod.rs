@@ -1,0 +1,59 @@
+//! Core: the native services every component imports through WIT —
+//! authentication ([`auth`]), the audit log ([`audit`]), the service
+//! registry ([`registry`]) and each service's private store ([`store`]) —
+//! plus the rules they share ([`names`], [`ratelimit`], [`trace`]).
+//!
+//! Core depends on nothing above it: not on the runtime, the HTTP front or
+//! the run configuration. Each capability keeps its storage behind its own
+//! module, so a second backend can sit beside SQLite.
+
+pub mod audit;
+pub mod auth;
+pub mod names;
+pub mod ratelimit;
+pub mod registry;
+pub mod store;
+pub mod trace;
+
+use crate::core::audit::{AuditLog, Level, NewEvent};
+use crate::core::auth::Auth;
+use crate::core::registry::Registry;
+use crate::core::store::Stores;
+use crate::core::trace::Trace;
+use std::sync::Arc;
+
+/// Service name the host uses for its own events.
+pub const HOST_SERVICE: &str = "hms-host";
+
+/// The native Core services, shared by every request (cheap to clone).
+#[derive(Clone)]
+pub struct Core {
+    pub auth: Arc<Auth>,
+    pub audit: AuditLog,
+    pub registry: Arc<Registry>,
+    /// Every service's private store.
+    pub stores: Arc<Stores>,
+}
+
+impl Core {
+    /// Appends an event for `service` within `trace`.
+    pub fn log(&self, service: &str, trace: &Trace, level: Level, message: impl Into<String>) {
+        trace.mark_logged();
+        self.audit.append(NewEvent {
+            service: service.to_string(),
+            level,
+            message: message.into(),
+            trace_id: trace.id().to_string(),
+        });
+    }
+
+    /// Appends an event of the host itself (deploys, operations).
+    pub fn log_host(&self, message: impl Into<String>) {
+        self.log(
+            HOST_SERVICE,
+            &Trace::from_traceparent(None),
+            Level::Info,
+            message,
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! The application state every handler shares, and audit-before-response.
+
+use crate::api::error::ApiError;
+use crate::runtime::Runtime;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// State shared by every handler.
+pub struct App {
+    pub runtime: Arc<Runtime>,
+    ready: AtomicBool,
+}
+
+impl App {
+    /// Not ready until [`App::set_ready`].
+    pub fn new(runtime: Arc<Runtime>) -> Arc<App> {
+        Arc::new(App {
+            runtime,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether every component given at start is deployed.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks start-up as complete (health turns 200).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+}
+
+/// Waits until every audit event logged so far is durable. When that
+/// fails, the events are not durable and the answer must not go out: the
+/// error response to send instead.
+pub async fn audited(app: &App) -> Result<(), Response> {
+    app.runtime
+        .core()
+        .audit
+        .flush()
+        .await
+        .map_err(|e| ApiError::Internal(format!("audit log flush failed: {e}")).into_response())
+}

@@ -1,0 +1,541 @@
+//! Core's own HTTP API, under the reserved `/_hms` prefix: health, token
+//! exchange, public keys, API keys, the registry and the audit log. JSON in
+//! and out; errors are [`ApiError`]s. Admin operations need the admin
+//! credential as `Authorization: Bearer <admin token>`.
+
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::types::*;
+use crate::core::audit::Query;
+use crate::core::auth::{AuthError, Presenter};
+use crate::core::registry::RegistryError;
+use crate::core::store::{ImportError, StoreError};
+use crate::http::app::{App, audited};
+use crate::http::error::ApiJson;
+use crate::runtime::DeployError;
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query as QueryParams, State,
+};
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest component upload accepted; the example services are ~150 KiB.
+const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// Largest data import accepted (JSON lines).
+const MAX_IMPORT_BYTES: usize = 256 << 20;
+
+/// Longest a `GET /_hms/events?wait=N` long-poll is held open.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Routes of the Core API (mounted at `/_hms`).
+pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/auth/token", post(token))
+        .route("/auth/jwks", get(jwks))
+        .route("/keys", get(list_keys).post(create_key))
+        .route("/keys/{id}", delete(revoke_key))
+        .route("/services", get(list_services).post(register_service))
+        .route("/services/{name}", delete(unregister_service))
+        .route(
+            "/services/{name}/versions",
+            get(list_versions)
+                .post(deploy_version)
+                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route("/services/{name}/rollback", post(rollback))
+        .route("/services/{name}/stats", get(service_stats))
+        .route(
+            "/data/{service}",
+            get(export_data)
+                .post(import_data)
+                .layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
+        )
+        .route("/events", get(events))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError::NotFound("no such Core API endpoint".into()) })
+        .layer(middleware::from_fn_with_state(app, audit_before_response))
+}
+
+/// Audit-before-response for the Core API: an action (a deploy, a rollback,
+/// a key created or revoked, an import) is answered only once the events it
+/// logged are durable. Reads answer at once.
+async fn audit_before_response(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: Next,
+) -> axum::response::Response {
+    let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+    let response = next.run(req).await;
+    if !read_only && let Err(refusal) = audited(&app).await {
+        return refusal;
+    }
+    response
+}
+
+/// Extractor that admits only the admin credential.
+pub struct Admin;
+
+impl FromRequestParts<Arc<App>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Admin, ApiError> {
+        let presented = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "admin credential required (Authorization: Bearer ...)".into(),
+                )
+            })?;
+        if app.runtime.core().auth.check_admin(presented.trim()) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::Unauthorized("invalid admin credential".into()))
+        }
+    }
+}
+
+/// The generated OpenAPI document of this API.
+#[utoipa::path(get, path = "/_hms/openapi.json", tag = "meta",
+    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        crate::http::openapi::document(),
+    )
+}
+
+/// Whether the host serves: 200 once every component given at start is
+/// deployed, 503 `loading` before.
+#[utoipa::path(get, path = "/_hms/health", tag = "meta", responses(
+    (status = 200, body = Health), (status = 503, description = "still loading", body = Health)))]
+async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<Health>) {
+    let services = app.runtime.service_names();
+    let (status, word) = if app.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "loading")
+    };
+    let health = Health {
+        status: word.to_string(),
+        services,
+    };
+    (status, Json(health))
+}
+
+/// Exchanges an API key for a token. Failed attempts are throttled by the
+/// client's address (the TCP peer: headers such as `X-Forwarded-For` are
+/// anyone's to write); a throttled address gets 429 with `Retry-After`.
+#[utoipa::path(post, path = "/_hms/auth/token", tag = "auth", request_body = TokenRequest, responses(
+    (status = 200, body = TokenResponse),
+    (status = 400, body = ErrorBody), (status = 401, description = "unknown, malformed or revoked key", body = ErrorBody),
+    (status = 429, description = "too many failures from this address", body = ErrorBody)))]
+async fn token(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Result<ApiJson<TokenRequest>, ApiError>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let auth = &app.runtime.core().auth;
+    let from = Presenter::address(peer.ip());
+    auth.admit(&from).map_err(auth_error)?;
+    let req = match req {
+        Ok(ApiJson(req)) => req,
+        Err(_) => {
+            auth.record_failure(&from);
+            // Not the parser's message: it may quote the body, i.e. the key.
+            return Err(ApiError::BadRequest(
+                r#"expected a JSON body {"api_key": "hms_..."}"#.into(),
+            ));
+        }
+    };
+    let issued = auth
+        .authenticate_from(&from, &req.api_key)
+        .map_err(auth_error)?;
+    Ok(Json(TokenResponse {
+        token: issued.token,
+        token_type: "Bearer".into(),
+        expires_at: issued.expires_at,
+    }))
+}
+
+/// The public keys that verify tokens (JWKS): verify tokens offline.
+#[utoipa::path(get, path = "/_hms/auth/jwks", tag = "auth", responses((status = 200, body = Jwks)))]
+async fn jwks(State(app): State<Arc<App>>) -> Json<Jwks> {
+    Json(app.runtime.core().auth.jwks())
+}
+
+/// Creates an API key for a service; the key is shown only in this answer.
+#[utoipa::path(post, path = "/_hms/keys", tag = "auth", security(("admin" = [])),
+    request_body = CreateKeyRequest, responses(
+    (status = 201, body = CreatedKeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn create_key(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    ApiJson(req): ApiJson<CreateKeyRequest>,
+) -> Result<(StatusCode, Json<CreatedKeyResponse>), ApiError> {
+    let key = app
+        .runtime
+        .core()
+        .auth
+        .create_key(&req.service)
+        .map_err(auth_error)?;
+    let created = CreatedKeyResponse {
+        id: key.id,
+        service: key.service,
+        api_key: key.secret,
+    };
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Every API key, oldest first (never their secrets).
+#[utoipa::path(get, path = "/_hms/keys", tag = "auth", security(("admin" = [])), responses(
+    (status = 200, body = KeyList), (status = 401, body = ErrorBody)))]
+async fn list_keys(_: Admin, State(app): State<Arc<App>>) -> Result<Json<KeyList>, ApiError> {
+    let keys = app.runtime.core().auth.list_keys().map_err(auth_error)?;
+    Ok(Json(KeyList { keys }))
+}
+
+/// Revokes an API key: the key and every token issued from it stop working.
+#[utoipa::path(delete, path = "/_hms/keys/{id}", tag = "auth", security(("admin" = [])),
+    params(("id" = String, Path, description = "API key id")), responses(
+    (status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_key(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Revoked>, ApiError> {
+    app.runtime
+        .core()
+        .auth
+        .revoke_key(&id)
+        .map_err(auth_error)?;
+    Ok(Json(Revoked { revoked: id }))
+}
+
+fn auth_error(e: AuthError) -> ApiError {
+    match e {
+        AuthError::InvalidKey => ApiError::Unauthorized("invalid API key".into()),
+        AuthError::Revoked => ApiError::Unauthorized("API key revoked".into()),
+        AuthError::Expired => ApiError::Unauthorized("token expired".into()),
+        AuthError::InvalidToken(why) => ApiError::Unauthorized(format!("invalid token: {why}")),
+        AuthError::UnknownKeyId(id) => ApiError::NotFound(format!("no API key {id:?}")),
+        AuthError::Throttled { retry_after } => ApiError::TooManyRequests {
+            message: "too many failed authentication attempts".into(),
+            retry_after_secs: crate::core::ratelimit::retry_after_secs(retry_after),
+        },
+        e @ AuthError::InvalidService(_) => ApiError::BadRequest(e.to_string()),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// The registry: deployed components and external services.
+#[utoipa::path(get, path = "/_hms/services", tag = "registry", responses((status = 200, body = ServiceList)))]
+async fn list_services(State(app): State<Arc<App>>) -> Json<ServiceList> {
+    Json(ServiceList {
+        services: app.runtime.core().registry.list(),
+    })
+}
+
+/// Registers an external service; re-POST before the TTL ends as a heartbeat.
+#[utoipa::path(post, path = "/_hms/services", tag = "registry", security(("admin" = [])),
+    request_body = RegisterService, responses(
+    (status = 201, body = Entry), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 409, description = "the name is a deployed component", body = ErrorBody)))]
+async fn register_service(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    ApiJson(req): ApiJson<RegisterService>,
+) -> Result<(StatusCode, Json<Entry>), ApiError> {
+    let version = req.version.as_deref().unwrap_or("unknown");
+    let ttl = req.ttl_seconds.map(Duration::from_secs);
+    let entry = app
+        .runtime
+        .core()
+        .registry
+        .register_external(&req.name, &req.host, req.port, version, ttl, None)
+        .map_err(registry_error)?;
+    Ok((StatusCode::CREATED, Json(entry)))
+}
+
+/// Removes an external registration.
+#[utoipa::path(delete, path = "/_hms/services/{name}", tag = "registry", security(("admin" = [])),
+    params(("name" = String, Path, description = "service name")), responses(
+    (status = 200, body = Unregistered), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 409, description = "a deployed component, not an external registration", body = ErrorBody)))]
+async fn unregister_service(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<Json<Unregistered>, ApiError> {
+    let registry = &app.runtime.core().registry;
+    if registry
+        .get(&name)
+        .is_some_and(|e| e.kind == crate::core::registry::Kind::Component)
+    {
+        return Err(ApiError::Conflict(format!(
+            "{name} is a deployed component, not an external registration"
+        )));
+    }
+    registry.unregister(&name).map_err(registry_error)?;
+    Ok(Json(Unregistered { unregistered: name }))
+}
+
+fn registry_error(e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        RegistryError::NameTaken(_) => ApiError::Conflict(e.to_string()),
+        RegistryError::InvalidName(_) | RegistryError::InvalidAddress(_) => {
+            ApiError::BadRequest(e.to_string())
+        }
+    }
+}
+
+/// Validates a new version (the `.wasm` as the body) and swaps it in, or
+/// deploys a new service; the running version keeps serving if refused.
+#[utoipa::path(post, path = "/_hms/services/{name}/versions", tag = "deployments", security(("admin" = [])),
+    params(("name" = String, Path, description = "service name")),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"),
+    responses((status = 201, body = Deployed), (status = 400, description = "refused, with the reason", body = ErrorBody),
+    (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn deploy_version(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Deployed>), ApiError> {
+    let runtime = &app.runtime;
+    match runtime.deploy_version(&name, &body).await {
+        Ok(service) => {
+            let routes: Vec<String> = service.routes.iter().map(|r| r.to_string()).collect();
+            let deployed = Deployed {
+                name: service.name.clone(),
+                version: service.version.clone(),
+                routes: Some(routes),
+            };
+            Ok((StatusCode::CREATED, Json(deployed)))
+        }
+        Err(e) => {
+            runtime.log_rejected(&name, &e);
+            Err(deploy_error(e))
+        }
+    }
+}
+
+/// Every version of a service deployed, oldest first, across restarts.
+#[utoipa::path(get, path = "/_hms/services/{name}/versions", tag = "deployments",
+    params(("name" = String, Path, description = "service name")), responses(
+    (status = 200, body = VersionList), (status = 404, body = ErrorBody)))]
+async fn list_versions(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<Json<VersionList>, ApiError> {
+    let versions = app.runtime.versions(&name).map_err(deploy_error)?;
+    Ok(Json(VersionList { name, versions }))
+}
+
+/// A deployed service's limits, grants, requests in flight and the count of
+/// every limit it hit.
+#[utoipa::path(get, path = "/_hms/services/{name}/stats", tag = "deployments", security(("admin" = [])),
+    params(("name" = String, Path, description = "service name")), responses(
+    (status = 200, body = ServiceStats), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn service_stats(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<Json<ServiceStats>, ApiError> {
+    app.runtime
+        .stats(&name)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no service named {name:?} is deployed")))
+}
+
+/// A service's private store as JSON lines `{"key","value"}` (`value_base64`
+/// for values that are not UTF-8).
+#[utoipa::path(get, path = "/_hms/data/{service}", tag = "data", security(("admin" = [])),
+    params(("service" = String, Path, description = "service name")), responses(
+    (status = 200, description = "JSON lines", content_type = "application/x-ndjson", body = String),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn export_data(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(service): Path<String>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let db = store_of(&app, &service)?;
+    let lines = db.export().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let msg = format!("exported the store of {service} ({} bytes)", lines.len());
+    app.runtime.core().log_host(msg);
+    Ok((
+        [(http::header::CONTENT_TYPE, "application/x-ndjson")],
+        lines,
+    ))
+}
+
+/// Sets every record of JSON lines in a service's private store, all or
+/// nothing (existing keys are replaced).
+#[utoipa::path(post, path = "/_hms/data/{service}", tag = "data", security(("admin" = [])),
+    params(("service" = String, Path, description = "service name")),
+    request_body(content = String, content_type = "application/x-ndjson", description = "JSON lines as exported"),
+    responses((status = 200, body = Imported), (status = 400, description = "names the bad line", body = ErrorBody),
+    (status = 401, body = ErrorBody), (status = 413, description = "over the store's quota", body = ErrorBody)))]
+async fn import_data(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(service): Path<String>,
+    body: Bytes,
+) -> Result<Json<Imported>, ApiError> {
+    let db = store_of(&app, &service)?;
+    let imported = db.import(&body).await.map_err(|e| match e {
+        ImportError::Line(..) => ApiError::BadRequest(e.to_string()),
+        ImportError::Store(e @ StoreError::QuotaExceeded(_)) => {
+            ApiError::PayloadTooLarge(e.to_string())
+        }
+        ImportError::Store(e) => ApiError::Internal(e.to_string()),
+    })?;
+    let msg = format!("imported {imported} records into the store of {service}");
+    app.runtime.core().log_host(msg);
+    Ok(Json(Imported { service, imported }))
+}
+
+fn store_of(app: &App, service: &str) -> Result<Arc<crate::core::store::Db>, ApiError> {
+    crate::core::names::validate_service_name(service)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    app.runtime
+        .core()
+        .stores
+        .of(service)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Switches a service to an earlier version (default: the previous one).
+#[utoipa::path(post, path = "/_hms/services/{name}/rollback", tag = "deployments", security(("admin" = [])),
+    params(("name" = String, Path, description = "service name")), request_body = RollbackRequest,
+    responses((status = 200, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody)))]
+async fn rollback(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Deployed>, ApiError> {
+    // An empty body means "the previous version".
+    let req: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
+    };
+    let service = app
+        .runtime
+        .rollback(&name, req.to.as_deref())
+        .await
+        .map_err(deploy_error)?;
+    Ok(Json(Deployed {
+        name: service.name.clone(),
+        version: service.version.clone(),
+        routes: None,
+    }))
+}
+
+fn deploy_error(e: DeployError) -> ApiError {
+    match e {
+        DeployError::UnknownService(_) | DeployError::UnknownVersion(..) => {
+            ApiError::NotFound(e.to_string())
+        }
+        DeployError::NameTaken { .. } | DeployError::Route { .. } => {
+            ApiError::Conflict(e.to_string())
+        }
+        DeployError::Load(_) | DeployError::WrongName { .. } | DeployError::AmbiguousVersion(_) => {
+            ApiError::BadRequest(e.to_string())
+        }
+        DeployError::Record(_) => ApiError::Internal(e.to_string()),
+    }
+}
+
+/// Audit events in sequence order; with `wait`, a long-poll for new ones.
+#[utoipa::path(get, path = "/_hms/events", tag = "audit", security(("admin" = [])), params(EventQuery),
+    responses((status = 200, body = EventList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn events(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    params: Result<QueryParams<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventList>, ApiError> {
+    let QueryParams(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let query = Query {
+        service: params.service,
+        trace: params.trace,
+        level: params.level,
+        after: params.after,
+        limit: params.limit,
+    };
+    let audit = app.runtime.core().audit.clone();
+    // Everything logged before this read is part of it (the writer may be
+    // holding events nobody has flushed yet).
+    audit
+        .flush()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut updates = audit.subscribe();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(params.wait.unwrap_or(0)).min(MAX_WAIT);
+    loop {
+        let (a, q) = (audit.clone(), query.clone());
+        let found = tokio::task::spawn_blocking(move || a.query(&q))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        if !found.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(EventList { events: found }));
+        }
+        // Nothing yet: wait for the next durable commit, or the deadline.
+        if tokio::time::timeout_at(deadline, updates.changed())
+            .await
+            .is_err()
+        {
+            return Ok(Json(EventList { events: Vec::new() }));
+        }
+    }
+}
+
+/// The OpenAPI description of every route above (see [`crate::http::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "hms-host Core API",
+        description = "Core's own HTTP API under /_hms: health, token exchange, public keys, API keys, the registry, deployments, private stores and the audit log. Errors are always {\"code\",\"message\"} JSON."
+    ),
+    paths(
+        health, openapi, token, jwks, create_key, list_keys, revoke_key, list_services,
+        register_service, unregister_service, deploy_version, list_versions, rollback,
+        service_stats, export_data, import_data, events
+    ),
+    modifiers(&AdminCredential)
+)]
+pub(super) struct ApiDoc;
+
+/// Declares the admin bearer credential that `security(("admin" = []))` names.
+struct AdminCredential;
+
+impl utoipa::Modify for AdminCredential {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "the admin credential (hmsadmin_...), from <data-dir>/admin.token or HMS_ADMIN_TOKEN",
+            ))
+            .build();
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("admin", SecurityScheme::Http(scheme));
+    }
+}

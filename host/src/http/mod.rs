@@ -1,0 +1,10 @@
+//! The HTTP front: the accept loop and routing ([`server`]), the shared
+//! state ([`app`]), Core's own
+//! API under `/_hms` ([`core_api`]) and the error shape of every answer the
+//! host gives itself ([`error`]).
+
+pub mod app;
+pub mod core_api;
+pub mod error;
+pub mod openapi;
+pub mod server;

@@ -1,0 +1,125 @@
+//! The HTTP front: Core's API under `/_hms`, everything else routed to the
+//! deployed components. The client's response leaves only after the events
+//! its request logged are durable (audit-before-response).
+
+use crate::api::error::ApiError;
+use crate::core::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER, Trace};
+use crate::http::app::{App, audited};
+use crate::http::core_api;
+use crate::runtime::state::Caller;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+use wasmtime_wasi_http::Error as HttpError;
+
+/// Accepts connections on `listener` and serves `router` on each (HTTP/1.1)
+/// until `shutdown` resolves; then accepts no more and waits for requests in
+/// flight to finish. A client has `header_timeout` to send each request head,
+/// idle keep-alive time included: a connection that trickles its headers or
+/// sits silent longer is closed, so slow clients cannot pile up connections.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(e) => {
+                    // Out of file descriptors, say: back off, then go on.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Answers are written as soon as they are ready: without TCP_NODELAY
+        // a response whose head and body leave in two writes waits for the
+        // client's delayed ACK (~40 ms).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY on a connection from {peer}: {e}");
+        }
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            // The peer address, for the endpoints that throttle by it.
+            req.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(req.map(Body::new))
+        });
+        let connection = connections.watch(http1.serve_connection(TokioIo::new(tcp), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
+
+/// The whole HTTP application.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .nest(
+            crate::runtime::router::RESERVED_PREFIX,
+            core_api::routes(app.clone()),
+        )
+        .fallback(serve_component)
+        .with_state(app)
+}
+
+async fn serve_component(State(app): State<Arc<App>>, req: Request) -> Response {
+    let trace = Trace::from_traceparent(
+        req.headers()
+            .get(TRACEPARENT_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut response = match app.runtime.route(req.uri().path()) {
+        None => {
+            ApiError::NotFound(format!("no service serves {}", req.uri().path())).into_response()
+        }
+        Some(service) => {
+            let caller = Caller {
+                service: service.name.as_str().into(),
+                trace: trace.clone(),
+                depth: 0,
+                loading: false,
+            };
+            let req = req.map(|body| {
+                body.map_err(|e| {
+                    HttpError::InternalError(Some(format!("reading request body: {e}")))
+                })
+                .boxed_unsync()
+            });
+            let response = app.runtime.invoke(service, req, caller).await;
+            if trace.logged()
+                && let Err(refusal) = audited(&app).await
+            {
+                return refusal;
+            }
+            response.map(Body::new)
+        }
+    };
+    if let Ok(v) = trace.id().parse() {
+        response.headers_mut().insert(TRACE_ID_HEADER, v);
+    }
+    response
+}

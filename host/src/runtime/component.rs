@@ -1,0 +1,244 @@
+//! Loading a component file: checks that it is a component of the service
+//! world, compiles it (through the engine's cache), pre-instantiates it and
+//! asks it for its name and routes.
+//!
+//! A service component exports `hms:core/manifest` and is asked `describe()`
+//! once at load. A plain `wasi:http/proxy` component has no manifest: it is
+//! served as service `NAME` under `/NAME/...`, `NAME` being its file stem.
+
+use crate::core::names::validate_service_name;
+use crate::runtime::engine::{WasmEngine, digest};
+use crate::runtime::router::Pattern;
+use crate::runtime::sandbox::ServiceGuard;
+use crate::runtime::state::RequestState;
+use std::sync::Arc;
+use wasmtime::Store;
+use wasmtime::component::{ComponentType, InstancePre, Lift, Linker};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// The export a service component describes itself through.
+pub const MANIFEST_EXPORT: &str = "hms:core/manifest@0.1.0";
+
+/// One loaded version of a service, ready to instantiate per request.
+pub struct Service {
+    /// Service name (from the manifest, or the file stem).
+    pub name: String,
+    /// `sha256:<hex>` of the component's bytes.
+    pub version: String,
+    /// Routes it serves.
+    pub routes: Vec<Pattern>,
+    /// Where it came from: a file path, or `upload` for the admin API.
+    pub source: String,
+    /// Services allowed to call it through the host; `None`: any.
+    pub callers: Option<Vec<String>>,
+    /// Its sandbox: limits, grants, instance slots and counters (shared by
+    /// every version of the service).
+    pub guard: Arc<ServiceGuard>,
+    /// Pre-instantiated handler: imports resolved, exports looked up.
+    pub pre: ProxyPre<RequestState>,
+}
+
+/// Why a component file was refused. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: not a WebAssembly file")]
+    NotWasm { file: String },
+    #[error(
+        "{file}: a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule { file: String },
+    #[error("{file}: invalid component: {reason}")]
+    Invalid { file: String, reason: String },
+    #[error("{file}: {reason}")]
+    WrongWorld { file: String, reason: String },
+    #[error("{file}: traps while starting: {reason}")]
+    Instantiate { file: String, reason: String },
+    #[error("{file}: bad manifest: {reason}")]
+    Manifest { file: String, reason: String },
+}
+
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct ServiceInfo {
+    name: String,
+    routes: Vec<String>,
+}
+
+/// Validates and loads a component: it must be a component, import nothing
+/// the host lacks, export the HTTP handler, and instantiate without trapping.
+/// `label` names it in messages; `stem` is the service name of a plain
+/// component. `new_store` makes the sandboxed store it is tried in, and
+/// `guard_for` the sandbox of the service it turns out to be.
+pub async fn load_bytes(
+    engine: &WasmEngine,
+    linker: &Linker<RequestState>,
+    bytes: &[u8],
+    label: &str,
+    stem: &str,
+    new_store: impl FnOnce(&str) -> Store<RequestState>,
+    guard_for: impl FnOnce(&str) -> Arc<ServiceGuard>,
+) -> Result<Arc<Service>, LoadError> {
+    let file = label.to_string();
+    check_header(bytes, &file)?;
+    let version = digest(bytes);
+    // Compiling takes up to hundreds of milliseconds of CPU: move it off the
+    // async worker so the requests queued there keep being served.
+    let compile = || engine.compile(bytes, &version);
+    let compiled = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(compile),
+        _ => compile(),
+    };
+    let component = compiled.map_err(|e| LoadError::Invalid {
+        file: file.clone(),
+        reason: format!("{e:#}"),
+    })?;
+    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+        file: file.clone(),
+        reason: format!("{e:#}"),
+    };
+    let instance_pre: InstancePre<RequestState> = linker.instantiate_pre(&component).map_err(|e| {
+        wrong_world(e.context("imports something hms-host does not provide (services may import hms:core and wasi:http/proxy interfaces)"))
+    })?;
+    let pre = ProxyPre::new(instance_pre.clone())
+        .map_err(|e| wrong_world(e.context("does not export wasi:http/incoming-handler@0.2")))?;
+
+    // Instantiate once now, so a component that traps while starting is
+    // refused at deploy time rather than failing every request.
+    let manifest = component.get_export_index(None, MANIFEST_EXPORT);
+    let describe = match &manifest {
+        Some(iface) => Some(
+            component
+                .get_export_index(Some(iface), "describe")
+                .ok_or_else(|| LoadError::Manifest {
+                    file: file.clone(),
+                    reason: "no describe function".into(),
+                })?,
+        ),
+        None => None,
+    };
+    // Optional: components built before `callers` existed allow any caller.
+    let callers_fn = manifest
+        .as_ref()
+        .and_then(|iface| component.get_export_index(Some(iface), "callers"));
+    let mut store = new_store(stem);
+    let instance = instance_pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| LoadError::Instantiate {
+            file: file.clone(),
+            reason: e.root_cause().to_string(),
+        })?;
+    let (name, routes) = match describe {
+        Some(describe) => {
+            let manifest: wasmtime::Result<ServiceInfo> = async {
+                let f = instance.get_typed_func::<(), (ServiceInfo,)>(&mut store, &describe)?;
+                let (info,) = f.call_async(&mut store, ()).await?;
+                Ok(info)
+            }
+            .await;
+            // Rust guests run their constructors on the first call into
+            // them, so a start-up trap surfaces here.
+            let info = manifest.map_err(|e| LoadError::Instantiate {
+                file: file.clone(),
+                reason: format!("describe() failed: {}", e.root_cause()),
+            })?;
+            (info.name, info.routes)
+        }
+        None => (stem.to_string(), vec![format!("/{stem}/...")]),
+    };
+    let callers = match callers_fn {
+        Some(index) => {
+            let callers: wasmtime::Result<Option<Vec<String>>> = async {
+                let f =
+                    instance.get_typed_func::<(), (Option<Vec<String>>,)>(&mut store, &index)?;
+                let (callers,) = f.call_async(&mut store, ()).await?;
+                Ok(callers)
+            }
+            .await;
+            let callers = callers.map_err(|e| LoadError::Manifest {
+                file: file.clone(),
+                reason: format!("callers() failed: {}", e.root_cause()),
+            })?;
+            for name in callers.iter().flatten() {
+                validate_service_name(name).map_err(|e| LoadError::Manifest {
+                    file: file.clone(),
+                    reason: format!("callers(): {e}"),
+                })?;
+            }
+            callers
+        }
+        None => None,
+    };
+    validate_service_name(&name).map_err(|e| LoadError::Manifest {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    if routes.is_empty() {
+        return Err(LoadError::Manifest {
+            file,
+            reason: "no routes".into(),
+        });
+    }
+    let routes = routes
+        .iter()
+        .map(|r| Pattern::parse(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LoadError::Manifest {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+    let guard = guard_for(&name);
+    Ok(Arc::new(Service {
+        name,
+        version,
+        routes,
+        source: file,
+        callers,
+        guard,
+        pre,
+    }))
+}
+
+/// Tells a core module or a non-wasm file from a component by the preamble,
+/// so the message says what is wrong instead of a parser error.
+fn check_header(bytes: &[u8], file: &str) -> Result<(), LoadError> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(LoadError::CoreModule { file: file.into() }),
+        Some([0, b'a', b's', b'm', ..]) => Ok(()),
+        _ => Err(LoadError::NotWasm { file: file.into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_tells_modules_components_and_garbage_apart() {
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0rest", "f"),
+            Err(LoadError::CoreModule { .. })
+        ));
+        assert!(check_header(b"\0asm\x0d\0\x01\0rest", "f").is_ok());
+        assert!(matches!(
+            check_header(b"{\"id\":1}", "f"),
+            Err(LoadError::NotWasm { .. })
+        ));
+        assert!(matches!(
+            check_header(b"", "f"),
+            Err(LoadError::NotWasm { .. })
+        ));
+        let msg = check_header(b"\0asm\x01\0\0\0", "x.wasm")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("x.wasm: a core WebAssembly module"),
+            "{msg}"
+        );
+    }
+}

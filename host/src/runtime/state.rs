@@ -1,0 +1,129 @@
+//! The per-request store state: the `T` of `Store<T>`. One fresh instance of
+//! this per request, holding the sandbox's grants (none beyond HTTP and Core),
+//! its limits, and the caller identity stamped by the host.
+
+use crate::core::Core;
+use crate::core::trace::Trace;
+use crate::runtime::outbound::{Dispatch, Outgoing};
+use crate::runtime::sandbox::{MemoryLimiter, ServiceGuard};
+use crate::runtime::wit_host::{CoreCtx, HasCore};
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Bytes of stdout (and of stderr) kept per request for the audit log; more
+/// fails the guest's write rather than growing without bound.
+pub const CAPTURE_LIMIT: usize = 64 * 1024;
+
+/// Host resources (header sets, bodies, streams, pollables, ...) one instance
+/// may hold at once. A request of the example services uses a few dozen;
+/// the cap bounds the host memory an instance can pin (each header set holds
+/// up to wasi:http's 128 KiB field limit) to the order of its own memory
+/// limit.
+pub const MAX_RESOURCES: usize = 1024;
+
+/// Who a component invocation runs as: set by the host when it creates the
+/// store, from the deployed service's name and the request's trace.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub service: Arc<str>,
+    pub trace: Arc<Trace>,
+    /// In-process hops from the client's request (0 for the first service).
+    pub depth: u32,
+    /// The component is being tried at load time, before its name is
+    /// known: nothing that acts as a service (its store, its token, outgoing
+    /// HTTP) is available.
+    pub loading: bool,
+}
+
+/// Store data of one component invocation.
+pub struct RequestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    outgoing: Outgoing,
+    core: CoreCtx,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl RequestState {
+    /// Fresh state for `caller`: no environment, arguments, directories or
+    /// sockets; stdout and stderr captured; memory capped, and outgoing HTTP
+    /// allowed, as the service's `guard` says.
+    pub fn new(
+        core: Core,
+        caller: Caller,
+        dispatch: Arc<dyn Dispatch>,
+        guard: Arc<ServiceGuard>,
+    ) -> RequestState {
+        let stdout = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        let stderr = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        RequestState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_RESOURCES);
+                table
+            },
+            limiter: MemoryLimiter::new(guard.grants.limits.memory),
+            outgoing: Outgoing {
+                dispatch,
+                core: core.clone(),
+                caller: caller.clone(),
+                guard,
+            },
+            core: CoreCtx { core, caller },
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Whom this invocation runs as.
+    pub fn caller(&self) -> &Caller {
+        &self.core.caller
+    }
+
+    /// Whether the instance tried to grow past its memory limit.
+    pub fn memory_limit_hit(&self) -> bool {
+        self.limiter.hit()
+    }
+
+    /// What the guest wrote to stdout and stderr.
+    pub fn captured_output(&self) -> (bytes::Bytes, bytes::Bytes) {
+        (self.stdout.contents(), self.stderr.contents())
+    }
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outgoing,
+        }
+    }
+}
+
+impl HasCore for RequestState {
+    fn core_ctx(&mut self) -> &mut CoreCtx {
+        &mut self.core
+    }
+}
