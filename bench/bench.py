@@ -16,7 +16,9 @@ variants of hms-host); attack (the seed flow's latency while hostile
 components are hammered beside it); store (durable store operations through
 the store-probe test guest, against a request that touches no store);
 scale (resident memory and start-up time with 1, 10 and 100 distinct
-components loaded; memory per idle component).
+components loaded; memory per idle component); baseline (hello and the seed
+flow against another hms-host binary given with --baseline, e.g. the
+previous main: not in the default set).
 """
 import argparse
 import collections
@@ -140,11 +142,12 @@ class Server:
                 self.proc.wait()
 
 
-def start_hms(components, tmp, tag, extra=()):
-    """Starts hms-host, waits until it is healthy and, if it serves identity,
-    makes sure identity knows citizen C12345 (ensure_citizens)."""
+def start_hms(components, tmp, tag, extra=(), binary=HOST_BIN):
+    """Starts hms-host (`binary`), waits until it is healthy and, if it
+    serves identity, makes sure identity knows citizen C12345
+    (ensure_citizens)."""
     data = os.path.join(tmp, f"hms-{tag}")
-    argv = [HOST_BIN, "run", "--listen", "127.0.0.1:0", "--data-dir", data, *extra, *components]
+    argv = [binary, "run", "--listen", "127.0.0.1:0", "--data-dir", data, *extra, *components]
     s = Server(f"hms-host {tag}", argv, None, read_lines=1)
     s.url = s.lines[0].rsplit(" ", 1)[-1]
     s.data_dir = data
@@ -372,6 +375,28 @@ def bench_seed(results, tmp, args):
     finally:
         for s in (hms, native_id, native_rp, native_in, *flask):
             s.stop()
+
+
+def bench_baseline(results, tmp, args):
+    """This build against another hms-host binary (--baseline, e.g. a build
+    of the previous main) on the same components: hello and the seed flow,
+    alternated, so a change is judged by its ratio in one run."""
+    if not args.baseline:
+        sys.exit("the baseline scenario needs --baseline PATH (another hms-host binary)")
+    seed = [os.path.join(WASM, "identity.wasm"), os.path.join(WASM, "report.wasm")]
+    for scenario, comps, path, method, body in (
+            ("baseline hello", [os.path.join(WASM, "hello.wasm")], "/hello", "GET", ""),
+            ("baseline seed", seed, "/reports/identity-check", "POST", ID_BODY)):
+        tag = scenario.split()[-1]
+        this = start_hms(comps, tmp, f"{tag}-this")
+        base = start_hms(comps, tmp, f"{tag}-base", binary=args.baseline)
+        try:
+            compare(results, scenario, [("hms-host", this.url + path, "", [this]),
+                                        ("baseline", base.url + path, "", [base])],
+                    args.conns, args, method, body)
+        finally:
+            for s_ in (this, base):
+                s_.stop()
 
 
 def bench_swap(results, tmp, args):
@@ -992,8 +1017,8 @@ def main():
     p.add_argument("--seconds", type=int, default=10, help="wrk duration per run")
     p.add_argument("--reps", type=int, default=3, help="alternating rounds per comparison")
     p.add_argument("--conns", type=int, nargs="+", default=[1, 32], help="connection counts")
-    scenarios = ["hello", "identity", "logging", "seed", "swap", "startup", "attack", "store", "scale"]
-    p.add_argument("--only", nargs="+", default=scenarios, choices=scenarios, metavar="SCENARIO",
+    scenarios = ["hello", "identity", "logging", "seed", "swap", "startup", "attack", "store", "scale", "baseline"]
+    p.add_argument("--only", nargs="+", default=scenarios[:-1], choices=scenarios, metavar="SCENARIO",
                    help=f"scenarios to run, of: {' '.join(scenarios)}")
     p.add_argument("--flask-workers", type=int, default=2, help="gunicorn workers per Flask service")
     p.add_argument("--startup-reps", type=int, default=5, help="starts per measurement in startup and scale")
@@ -1002,6 +1027,7 @@ def main():
     p.add_argument("--attack-conns", type=int, nargs="+", default=[1, 16],
                    help="connection counts of the normal stream in the attack scenario")
     p.add_argument("--attackers", type=int, default=8, help="concurrent hostile clients in the attack scenario")
+    p.add_argument("--baseline", help="another hms-host binary for the baseline scenario (e.g. the previous main)")
     p.add_argument("--out", default=os.path.join(BENCH, "results"),
                    help="directory for <time>.json and latest.md")
     args = p.parse_args()
@@ -1027,7 +1053,7 @@ def main():
                 scale = bench_scale(tmp, args)
             else:
                 {"hello": bench_hello, "identity": bench_identity, "logging": bench_logging,
-                 "seed": bench_seed}[name](results, tmp, args)
+                 "seed": bench_seed, "baseline": bench_baseline}[name](results, tmp, args)
     if not (results or startup or swap or scale):
         print("\nnothing was measured; no results written")
         return

@@ -56,14 +56,13 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 /// closed, so slow clients cannot hold connections open forever.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of each linear memory kept resident when its pooled slot is freed,
-/// reset in place for the next instance. Measured with the bench harness:
-/// 2 MiB with PAGEMAP_SCAN served hello 2.1× and the seed flow 1.7× faster
-/// at 32 connections than `madvise` of everything; 1 MiB and 8 MiB were no
-/// better; `madvise`'s TLB shootdowns across every core had been a fifth of
-/// all CPU time. The cost is resident memory: at most this much per warm
-/// slot, and only the pages a guest really touched. The reset restores the
-/// initial contents exactly as `madvise` would, so nothing of one request is
-/// visible to the next (the `isolation` test guest checks both ways).
+/// reset in place for the next instance instead of `madvise`d, whose TLB
+/// shootdowns across every core cost more than the reset (figures:
+/// `bench/results/2026-11-28T08-20-33Z.json`, the README's "What changed").
+/// The cost is resident memory: at most this much per warm slot, and only
+/// the pages a guest really touched. The reset restores the initial contents
+/// exactly as `madvise` would, so nothing of one request is visible to the
+/// next (the `isolation` test guest checks both ways).
 pub const DEFAULT_KEEP_RESIDENT: usize = 2 << 20;
 /// Component instances alive at once across all services; sizes the pooling
 /// allocator's slots (virtual memory is reserved up front, physical is not).

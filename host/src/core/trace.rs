@@ -87,9 +87,8 @@ fn parse_traceparent(value: &str) -> Option<String> {
 /// A fresh trace id: the current Unix time in milliseconds (48 bits, big
 /// endian) followed by 80 random bits. Ids therefore sort by start time, which
 /// keeps the audit log's trace index appending at its end instead of touching
-/// a random page per event (measured on the audit schema: 29 → 21 µs of CPU
-/// per event in group commits of 16, 22 → 10 µs in commits of 64); the
-/// rightmost 10 bytes stay random, as W3C Trace Context asks of the
+/// a random page per event (the README's "What changed" has the figures);
+/// the rightmost 10 bytes stay random, as W3C Trace Context asks of the
 /// rightmost 7.
 fn new_trace_id() -> String {
     let mut id = [0u8; 16];

@@ -1,0 +1,420 @@
+//! Invoking: one request in one fresh, sandboxed instance of a service —
+//! admission (slots, header and body limits), the guest's task and its
+//! deadline, the response guard — and the in-process dispatch of calls
+//! from one component to another.
+
+use super::{Runtime, STOP_GRACE};
+use crate::api::error::ApiError;
+use crate::config::Limits;
+use crate::core::Core;
+use crate::core::audit::Level;
+use crate::runtime::component::Service;
+use crate::runtime::outbound::{BoxFuture, Dispatch};
+use crate::runtime::sandbox::{Counter, GuardedBody, ServiceGuard, Violation, content_length};
+use crate::runtime::state::{Caller, RequestState};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::time::Instant;
+use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+/// Lines of captured stdout/stderr logged per request, so a chatty guest
+/// cannot flood the audit log.
+const MAX_OUTPUT_LINES: usize = 64;
+
+impl Runtime {
+    /// Runs `req` in a fresh instance of `service` as `caller` and returns its
+    /// response. The service's limits apply: a free instance slot (else 503),
+    /// header and body sizes (431, 413), memory, and the deadline (504, or a
+    /// response stream cut off). Failures become JSON error responses, and
+    /// are logged and counted for the service.
+    pub async fn invoke(
+        &self,
+        service: Arc<Service>,
+        req: http::Request<WasiBody>,
+        caller: Caller,
+    ) -> http::Response<WasiBody> {
+        let guard = service.guard.clone();
+        let limits = guard.grants.limits.clone();
+        let permit = match admit(&service, req.headers()) {
+            Ok(permit) => permit,
+            Err(refusal) => return refusal.into_wasi_response(),
+        };
+        let report = Report {
+            core: self.core.clone(),
+            caller: caller.clone(),
+            guard: guard.clone(),
+            timeout_reported: Arc::new(AtomicBool::new(false)),
+        };
+        let body_too_large = Arc::new(AtomicBool::new(false));
+        let req = {
+            let (flag, report) = (body_too_large.clone(), report.clone());
+            let limit = limits.max_request_body;
+            req.map(|body| {
+                GuardedBody::request(
+                    body,
+                    limit,
+                    Box::new(move |_| {
+                        flag.store(true, Ordering::Relaxed);
+                        report.limit_hit(
+                            Counter::BodyTooLarge,
+                            format!("request body over its limit of {limit} bytes"),
+                        );
+                    }),
+                )
+                .boxed_unsync()
+            })
+        };
+        let deadline = Instant::now() + limits.request_timeout;
+        let mut store = self.new_store(caller, guard.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let resources = {
+            let mut http = store.data_mut().http();
+            http.new_incoming_request(Scheme::Http, req)
+                .and_then(|req| Ok((req, http.new_response_outparam(tx)?)))
+        };
+        let (req, out) = match resources {
+            Ok(r) => r,
+            Err(e) => return ApiError::BadRequest(format!("{e:#}")).into_wasi_response(),
+        };
+        let task_service = service.clone();
+        let task_report = report.clone();
+        let task_limits = limits.clone();
+        // The guest runs in its own task: it may keep streaming the body after
+        // the response head has been handed back. The task holds the
+        // instance slot, and stops the guest shortly after the deadline even
+        // if it is waiting in a host call, where epochs cannot interrupt it.
+        let task = tokio::spawn(async move {
+            let _slot = permit;
+            let run = async {
+                let proxy = task_service.pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            let outcome = match tokio::time::timeout_at(deadline + STOP_GRACE, run).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Failure::of(&e, store.data())),
+                Err(_) => Err(Failure::Timeout),
+            };
+            let (stdout, stderr) = store.data().captured_output();
+            log_output(&task_report, &stdout, Level::Info);
+            log_output(&task_report, &stderr, Level::Warn);
+            if let Err(failure) = &outcome {
+                task_report.failure(failure, &task_limits);
+            }
+            outcome
+        });
+        let response = match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(code))) => {
+                let msg = format!("{} answered with error {code:?}", service.name);
+                return ApiError::ComponentFailed(msg).into_wasi_response();
+            }
+            // The guest dropped the response outparam: see how its task ended.
+            Ok(Err(_)) => {
+                let error = match task.await {
+                    Ok(Ok(())) => ApiError::ComponentFailed(format!(
+                        "{} returned without setting a response",
+                        service.name
+                    )),
+                    Ok(Err(failure)) => failure.into_api_error(&service.name, &limits),
+                    Err(join) => {
+                        ApiError::ComponentFailed(format!("{} panicked: {join}", service.name))
+                    }
+                };
+                return if body_too_large.load(Ordering::Relaxed) {
+                    body_limit_error(&service.name, &limits)
+                } else {
+                    error.into_wasi_response()
+                };
+            }
+            Err(_) => {
+                report.timeout(&Failure::Timeout.describe(&limits));
+                return Failure::Timeout
+                    .into_api_error(&service.name, &limits)
+                    .into_wasi_response();
+            }
+        };
+        if body_too_large.load(Ordering::Relaxed) {
+            // The component read past the limit and answered regardless.
+            return body_limit_error(&service.name, &limits);
+        }
+        guard_response(response, &service.name, &limits, deadline, report)
+    }
+}
+
+impl ApiError {
+    /// The error as a response in wasi:http's body type, for paths that
+    /// answer on a component's behalf (unknown route, trap, timeout).
+    pub fn into_wasi_response(self) -> http::Response<WasiBody> {
+        self.to_response(|bytes| {
+            http_body_util::Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync()
+        })
+    }
+}
+
+/// Admission of a request to `service`: a free instance slot (else 503 busy)
+/// and headers and a declared body within its limits (else 431, 413), each
+/// refusal counted.
+fn admit(
+    service: &Service,
+    headers: &http::HeaderMap,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let guard = &service.guard;
+    let limits = &guard.grants.limits;
+    guard.count(Counter::Requests);
+    let Some(permit) = guard.try_enter() else {
+        guard.count(Counter::Busy);
+        return Err(ApiError::Busy(format!(
+            "{} is already serving its limit of {} requests",
+            service.name, limits.max_concurrency
+        )));
+    };
+    if let Err(why) = guard.check_headers(headers) {
+        guard.count(Counter::HeadersTooLarge);
+        return Err(ApiError::HeadersTooLarge(format!(
+            "{}: {why}",
+            service.name
+        )));
+    }
+    if let Some(n) = content_length(headers).filter(|n| *n > limits.max_request_body) {
+        guard.count(Counter::BodyTooLarge);
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{}: a request body of {n} bytes; at most {} are accepted",
+            service.name, limits.max_request_body
+        )));
+    }
+    Ok(permit)
+}
+
+/// The component's response as the client gets it: refused (502) if it
+/// declares a body over the limit, else its body cut off at the limit or
+/// the deadline, each violation reported.
+fn guard_response(
+    response: http::Response<WasiBody>,
+    service: &str,
+    limits: &Limits,
+    deadline: Instant,
+    report: Report,
+) -> http::Response<WasiBody> {
+    if let Some(n) = content_length(response.headers()).filter(|n| *n > limits.max_response_body) {
+        report.limit_hit(
+            Counter::ResponseTooLarge,
+            format!(
+                "response of {n} bytes refused; the limit is {} bytes",
+                limits.max_response_body
+            ),
+        );
+        return ApiError::ResponseTooLarge(format!(
+            "{} answered with {n} bytes; at most {} are allowed",
+            service, limits.max_response_body
+        ))
+        .into_wasi_response();
+    }
+    let limit = limits.max_response_body;
+    response.map(|body| {
+        GuardedBody::response(
+            body,
+            limit,
+            deadline,
+            Box::new(move |violation| match violation {
+                Violation::TooLarge(n) => report.limit_hit(
+                    Counter::ResponseTooLarge,
+                    format!("response body cut off at its limit of {n} bytes"),
+                ),
+                Violation::Deadline => {
+                    report.timeout("response still streaming at its time limit; cut off")
+                }
+            }),
+        )
+        .boxed_unsync()
+    })
+}
+
+fn body_limit_error(service: &str, limits: &Limits) -> http::Response<WasiBody> {
+    ApiError::PayloadTooLarge(format!(
+        "{service}: request body over {} bytes",
+        limits.max_request_body
+    ))
+    .into_wasi_response()
+}
+
+/// How a component's request ended badly.
+#[derive(Debug)]
+enum Failure {
+    Timeout,
+    MemoryLimit,
+    /// Tried to hold more than [`crate::runtime::state::MAX_RESOURCES`] host resources.
+    ResourceLimit,
+    Trap(String),
+    /// Every pooled instance slot of the host is taken.
+    HostBusy,
+    Other(String),
+}
+
+impl Failure {
+    fn of(error: &wasmtime::Error, state: &RequestState) -> Failure {
+        if state.memory_limit_hit() {
+            return Failure::MemoryLimit;
+        }
+        if error.is::<wasmtime::PoolConcurrencyLimitError>() {
+            return Failure::HostBusy;
+        }
+        if error
+            .chain()
+            .any(|e| e.is::<wasmtime::component::ResourceTableError>())
+        {
+            return Failure::ResourceLimit;
+        }
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => Failure::Timeout,
+            Some(trap) => Failure::Trap(trap.to_string()),
+            None => Failure::Other(format!("{:#}", error)),
+        }
+    }
+
+    fn describe(&self, limits: &Limits) -> String {
+        match self {
+            Failure::Timeout => format!("exceeded its time limit of {:?}", limits.request_timeout),
+            Failure::MemoryLimit => {
+                format!("exceeded its memory limit of {} MiB", limits.memory >> 20)
+            }
+            Failure::ResourceLimit => format!(
+                "exceeded its limit of {} host resources",
+                crate::runtime::state::MAX_RESOURCES
+            ),
+            Failure::Trap(trap) => format!("trapped: {trap}"),
+            Failure::HostBusy => {
+                "could not start: every instance slot of the host is in use".into()
+            }
+            Failure::Other(e) => format!("failed: {e}"),
+        }
+    }
+
+    fn counter(&self) -> Option<Counter> {
+        match self {
+            Failure::Timeout => Some(Counter::Timeout),
+            Failure::MemoryLimit | Failure::ResourceLimit => Some(Counter::MemoryLimit),
+            Failure::Trap(_) => Some(Counter::Trap),
+            Failure::HostBusy => Some(Counter::Busy),
+            Failure::Other(_) => None,
+        }
+    }
+
+    fn into_api_error(self, service: &str, limits: &Limits) -> ApiError {
+        let msg = format!("{service} {}", self.describe(limits));
+        match self {
+            Failure::Timeout => ApiError::Timeout(msg),
+            Failure::HostBusy => ApiError::Busy(msg),
+            _ => ApiError::ComponentFailed(msg),
+        }
+    }
+}
+
+/// Logs and counts what happens to one request, for its service.
+#[derive(Clone)]
+struct Report {
+    core: Core,
+    caller: Caller,
+    guard: Arc<ServiceGuard>,
+    /// A timeout is seen by both the response wait and the guest's task;
+    /// whichever sees it first reports it.
+    timeout_reported: Arc<AtomicBool>,
+}
+
+impl Report {
+    fn log(&self, level: Level, message: String) {
+        self.core
+            .log(&self.caller.service, &self.caller.trace, level, message);
+    }
+
+    fn limit_hit(&self, counter: Counter, message: String) {
+        self.guard.count(counter);
+        self.log(Level::Warn, message);
+    }
+
+    fn timeout(&self, what: &str) {
+        if !self.timeout_reported.swap(true, Ordering::Relaxed) {
+            self.guard.count(Counter::Timeout);
+            self.log(Level::Error, format!("request {what}"));
+        }
+    }
+
+    fn failure(&self, failure: &Failure, limits: &Limits) {
+        if let Failure::Timeout = failure {
+            return self.timeout(&failure.describe(limits));
+        }
+        if let Some(counter) = failure.counter() {
+            self.guard.count(counter);
+        }
+        self.log(
+            Level::Error,
+            format!("request {}", failure.describe(limits)),
+        );
+    }
+}
+
+impl Dispatch for Runtime {
+    fn dispatch(
+        &self,
+        req: http::Request<WasiBody>,
+        caller: Caller,
+    ) -> BoxFuture<http::Response<WasiBody>> {
+        let target = self.route(req.uri().path());
+        let runtime = self.this.upgrade().expect("runtime is alive while serving");
+        Box::pin(async move {
+            let Some(service) = target else {
+                let msg = format!("no service serves {}", req.uri().path());
+                return ApiError::NotFound(msg).into_wasi_response();
+            };
+            // The caller policy the service declared, against the identity
+            // the host stamped on the calling instance.
+            if let Some(allowed) = &service.callers
+                && !allowed.iter().any(|a| **a == *caller.service)
+            {
+                service.guard.count(Counter::ForbiddenCaller);
+                let msg = format!(
+                    "refused a call from {}: only {} may call {}",
+                    caller.service,
+                    allowed.join(", "),
+                    service.name
+                );
+                runtime
+                    .core
+                    .log(&service.name, &caller.trace, Level::Warn, msg);
+                return ApiError::Forbidden(format!(
+                    "{} may not call {}",
+                    caller.service, service.name
+                ))
+                .into_wasi_response();
+            }
+            let callee = Caller {
+                service: service.name.as_str().into(),
+                trace: caller.trace.clone(),
+                depth: caller.depth + 1,
+                loading: false,
+            };
+            runtime.invoke(service, req, callee).await
+        })
+    }
+}
+
+fn log_output(report: &Report, output: &[u8], level: Level) {
+    if output.is_empty() {
+        return;
+    }
+    let text = String::from_utf8_lossy(output);
+    for line in text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(MAX_OUTPUT_LINES)
+    {
+        report.log(level, line.to_string());
+    }
+}
