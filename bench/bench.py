@@ -1031,7 +1031,8 @@ def main():
     p.add_argument("--out", default=os.path.join(BENCH, "results"),
                    help="directory for <time>.json and latest.md")
     args = p.parse_args()
-    for tool in (HOST_BIN, NATIVE_BIN, shutil.which("wrk") or "/missing/wrk"):
+    needs_native = any(n in ("hello", "identity", "seed") for n in args.only)
+    for tool in (HOST_BIN, *([NATIVE_BIN] if needs_native else []), shutil.which("wrk") or "/missing/wrk"):
         if not os.path.exists(tool):
             sys.exit(f"missing {tool}: run bench/run.sh")
     # Installed before anything is measured, so no run waits on an install.

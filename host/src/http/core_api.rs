@@ -371,7 +371,10 @@ async fn export_data(
     Path(service): Path<String>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     let db = store_of(&app, &service)?;
-    let lines = db.export().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let lines = db
+        .export()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let msg = format!("exported the store of {service} ({} bytes)", lines.len());
     app.runtime.core().log_host(msg);
     Ok((

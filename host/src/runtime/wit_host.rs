@@ -172,7 +172,7 @@ fn to_wit_store(e: StoreError) -> wit_store::StoreError {
 
 impl wit_store::Host for CoreCtx {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, wit_store::StoreError> {
-        self.store()?.get(&key).map_err(to_wit_store)
+        self.store()?.get(&key).await.map_err(to_wit_store)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), wit_store::StoreError> {
@@ -192,6 +192,7 @@ impl wit_store::Host for CoreCtx {
         let page = self
             .store()?
             .list_keys(&prefix, cursor.as_deref(), limit)
+            .await
             .map_err(to_wit_store)?;
         Ok(wit_store::KeyPage {
             keys: page.keys,

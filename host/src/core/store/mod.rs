@@ -1,41 +1,32 @@
 //! Core's private store: one durable key-value database per service (the
 //! seed's "each service owns its own database, no shared tables").
 //!
-//! Each service's data is its own SQLite file, `<data-dir>/stores/<name>.db`
-//! (WAL, `synchronous=FULL`), opened on first use. The service name comes
-//! from the caller identity the host stamped on the component instance,
-//! never from an argument, so nothing a component passes can reach another
-//! service's file.
+//! The service name comes from the caller identity the host stamped on the
+//! component instance, never from an argument, so nothing a component
+//! passes can reach another service's data. Each service's records sit
+//! behind a [`Backend`]; the embedded one ([`sqlite`]) keeps a SQLite file
+//! per service, `<data-dir>/stores/<name>.db`, opened on first use.
 //!
-//! Writes go through one writer thread per database, which takes every write
-//! queued at that moment into one transaction (group commit: one fsync for
-//! the batch) and answers each only once that transaction is on disk. Reads
-//! use a separate connection and see every write already answered.
-//!
-//! Quotas: the writer keeps the bytes in use (keys plus values) and refuses
-//! a write that would pass the service's quota; key and value sizes are
-//! checked before anything is queued.
+//! Every write is answered only once it is durable. Quotas: the backend
+//! keeps the bytes in use (keys plus values) and refuses a write that would
+//! pass the service's quota; key and value sizes are checked here, before
+//! anything reaches the backend.
 
-use rusqlite::{Connection, OptionalExtension, params};
+pub mod sqlite;
+
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
-use crate::base::sqlite::{self, OpenError};
+use crate::base::sqlite::OpenError;
 use crate::base::sync::lock;
-use tokio::sync::oneshot;
 
-/// Most writes committed in one transaction.
-const MAX_BATCH: usize = 512;
 /// Most keys on one page of `list_keys`.
 pub const MAX_PAGE: u32 = 1000;
-
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS kv (
-    key   TEXT PRIMARY KEY NOT NULL,
-    value BLOB NOT NULL
-) WITHOUT ROWID;";
 
 /// Why a store operation failed (mirrors the WIT `store-error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,12 +41,6 @@ pub enum StoreError {
     NotANumber,
     #[error("store unavailable: {0}")]
     Unavailable(String),
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
-    }
 }
 
 impl From<OpenError> for StoreError {
@@ -150,7 +135,11 @@ impl Stores {
             return Ok(db.clone());
         }
         let quota = (self.quota_of)(service);
-        let db = Arc::new(Db::open(&self.dir.join(format!("{service}.db")), quota)?);
+        let backend = sqlite::SqliteStore::open(&self.dir.join(format!("{service}.db")), quota)?;
+        let db = Arc::new(Db {
+            backend: Box::new(backend),
+            quota,
+        });
         open.insert(service.to_string(), db.clone());
         Ok(db)
     }
@@ -167,14 +156,44 @@ pub struct Quota {
     pub value: u64,
 }
 
-/// One service's database.
+/// A key and its value.
+pub type Entry = (String, Vec<u8>);
+
+/// A future a backend answers with.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where one service's records are kept: the narrow interface every store
+/// backend implements (SQLite in [`sqlite`]). What is the same for every
+/// backend — key and value sizes, paging, the import and export format —
+/// is checked and done by [`Db`] above it.
+pub trait Backend: Send + Sync {
+    /// The value at `key`.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>>;
+    /// Applies `write` atomically, within the quota the backend was opened
+    /// with (exactly: the bytes in use are accounted in the same
+    /// transaction); answered only once durable.
+    fn write(&self, write: Write) -> BoxFuture<'_, Result<Done, StoreError>>;
+    /// Up to `limit` keys in byte order, from `start` on (`after`: only
+    /// keys greater than `start`).
+    fn keys_from<'a>(
+        &'a self,
+        start: &'a str,
+        after: bool,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+    /// Every record, in key order.
+    fn records(&self) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>>;
+}
+
+/// One service's store.
 pub struct Db {
-    tx: Mutex<mpsc::Sender<Job>>,
-    reader: Mutex<Connection>,
+    backend: Box<dyn Backend>,
     quota: Quota,
 }
 
-enum Write {
+/// A change to a store, applied atomically by a [`Backend`].
+#[derive(Debug)]
+pub enum Write {
     Set(String, Vec<u8>),
     Delete(String),
     Cas(String, Option<Vec<u8>>, Vec<u8>),
@@ -185,49 +204,14 @@ enum Write {
 
 /// What a write answers.
 #[derive(Debug, PartialEq, Eq)]
-enum Done {
+pub enum Done {
     Unit,
     Bool(bool),
     Int(i64),
     Count(usize),
 }
 
-struct Job {
-    write: Write,
-    reply: oneshot::Sender<Result<Done, StoreError>>,
-}
-
 impl Db {
-    fn open(path: &Path, quota: Quota) -> Result<Db, StoreError> {
-        // Full: a write is on disk before it is answered.
-        let conn = sqlite::open_writer(path, sqlite::Sync::Full)?;
-        conn.execute_batch(SCHEMA)?;
-        let used: i64 = conn.query_row(
-            "SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(value)), 0) FROM kv",
-            [],
-            |r| r.get(0),
-        )?;
-        let reader = sqlite::open_reader(path)?;
-        let (tx, rx) = mpsc::channel();
-        let writer = Writer {
-            conn,
-            used: used as u64,
-            quota,
-        };
-        let name = format!(
-            "store-{}",
-            path.file_stem().unwrap_or_default().to_string_lossy()
-        );
-        std::thread::Builder::new()
-            .name(name)
-            .spawn(move || writer.run(rx))?;
-        Ok(Db {
-            tx: Mutex::new(tx),
-            reader: Mutex::new(reader),
-            quota,
-        })
-    }
-
     fn check_key(&self, key: &str) -> Result<(), StoreError> {
         if key.is_empty() {
             return Err(StoreError::InvalidKey("empty".into()));
@@ -250,22 +234,13 @@ impl Db {
     }
 
     async fn write(&self, write: Write) -> Result<Done, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        lock(&self.tx)
-            .send(Job { write, reply })
-            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?
+        self.backend.write(write).await
     }
 
     /// The value at `key`.
-    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.check_key(key)?;
-        Ok(lock(&self.reader)
-            .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
-            .query_row([key], |r| r.get(0))
-            .optional()?)
+        self.backend.get(key).await
     }
 
     /// Sets `key`; durable when this returns.
@@ -309,7 +284,7 @@ impl Db {
     }
 
     /// Up to `limit` keys starting with `prefix`, after `cursor`.
-    pub fn list_keys(
+    pub async fn list_keys(
         &self,
         prefix: &str,
         cursor: Option<&str>,
@@ -323,20 +298,14 @@ impl Db {
         // Keys sharing a prefix are contiguous in byte order: scan from the
         // later of prefix and cursor, stop at the first key without it.
         let after = cursor.filter(|c| *c >= prefix);
-        let reader = lock(&self.reader);
-        let mut stmt =
-            match after {
-                Some(_) => reader
-                    .prepare_cached("SELECT key FROM kv WHERE key > ?1 ORDER BY key LIMIT ?2")?,
-                None => reader
-                    .prepare_cached("SELECT key FROM kv WHERE key >= ?1 ORDER BY key LIMIT ?2")?,
-            };
         let start = after.unwrap_or(prefix);
+        let found = self
+            .backend
+            .keys_from(start, after.is_some(), limit + 1)
+            .await?;
         let mut keys = Vec::new();
         let mut more = false;
-        let rows = stmt.query_map(params![start, limit + 1], |r| r.get::<_, String>(0))?;
-        for key in rows {
-            let key = key?;
+        for key in found {
             if !key.starts_with(prefix) {
                 break;
             }
@@ -351,15 +320,9 @@ impl Db {
     }
 
     /// Every record, in key order, as JSON lines.
-    pub fn export(&self) -> Result<Vec<u8>, StoreError> {
-        let reader = lock(&self.reader);
-        let mut stmt = reader.prepare("SELECT key, value FROM kv ORDER BY key")?;
+    pub async fn export(&self) -> Result<Vec<u8>, StoreError> {
         let mut out = Vec::new();
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        for row in rows {
-            let (key, value) = row?;
+        for (key, value) in self.backend.records().await? {
             serde_json::to_writer(&mut out, &Record::new(key, value))
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             out.push(b'\n');
@@ -398,159 +361,6 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
-/// Owns the write connection; commits batches.
-struct Writer {
-    conn: Connection,
-    /// Bytes of keys and values stored.
-    used: u64,
-    quota: Quota,
-}
-
-impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.commit(batch);
-        }
-    }
-
-    /// Applies a batch in one transaction; answers each job after the commit,
-    /// or every job with the error if the transaction fails.
-    fn commit(&mut self, batch: Vec<Job>) {
-        let used_before = self.used;
-        let quota = self.quota;
-        let outcomes = (|| -> rusqlite::Result<Vec<Result<Done, StoreError>>> {
-            let txn = self.conn.transaction()?;
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for job in &batch {
-                outcomes.push(apply(&txn, &mut self.used, quota, &job.write)?);
-            }
-            txn.commit()?;
-            Ok(outcomes)
-        })();
-        match outcomes {
-            Ok(outcomes) => {
-                for (job, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                // Rolled back: so is the accounting.
-                self.used = used_before;
-                tracing::error!("store commit failed: {e}");
-                for job in batch {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(e.to_string())));
-                }
-            }
-        }
-    }
-}
-
-/// Applies one write inside `txn`. An outer `Err` is a database failure
-/// (the batch fails); an inner one is this write's own refusal.
-fn apply(
-    txn: &rusqlite::Transaction<'_>,
-    used: &mut u64,
-    quota: Quota,
-    write: &Write,
-) -> rusqlite::Result<Result<Done, StoreError>> {
-    let current = |key: &str| -> rusqlite::Result<Option<Vec<u8>>> {
-        txn.prepare_cached("SELECT value FROM kv WHERE key = ?1")?
-            .query_row([key], |r| r.get(0))
-            .optional()
-    };
-    // The bytes in use after replacing `old` (if any) by `new` (if any).
-    let after = |used: u64, key: &str, old: Option<&[u8]>, new: Option<&[u8]>| -> u64 {
-        let size = |v: Option<&[u8]>| v.map_or(0, |v| (key.len() + v.len()) as u64);
-        used - size(old) + size(new)
-    };
-    let put = |key: &str, value: &[u8]| -> rusqlite::Result<()> {
-        txn.prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")?
-            .execute(params![key, value])
-            .map(|_| ())
-    };
-    let mut store = |key: &str, old: Option<Vec<u8>>, new: &[u8]| -> rusqlite::Result<bool> {
-        let next = after(*used, key, old.as_deref(), Some(new));
-        if next > quota.total && next > *used {
-            return Ok(false);
-        }
-        put(key, new)?;
-        *used = next;
-        Ok(true)
-    };
-    let over = Err(StoreError::QuotaExceeded(quota.total));
-    Ok(match write {
-        Write::Set(key, value) => {
-            let old = current(key)?;
-            if store(key, old, value)? {
-                Ok(Done::Unit)
-            } else {
-                over
-            }
-        }
-        Write::Delete(key) => {
-            let old = current(key)?;
-            if old.is_some() {
-                txn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
-                    .execute([key])?;
-                *used = after(*used, key, old.as_deref(), None);
-            }
-            Ok(Done::Bool(old.is_some()))
-        }
-        Write::Cas(key, expected, value) => {
-            let old = current(key)?;
-            if old != *expected {
-                Ok(Done::Bool(false))
-            } else if store(key, old, value)? {
-                Ok(Done::Bool(true))
-            } else {
-                over
-            }
-        }
-        Write::Increment(key, delta) => {
-            let old = current(key)?;
-            let base = match &old {
-                None => Some(0),
-                Some(v) => std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<i64>().ok()),
-            };
-            match base.and_then(|b| b.checked_add(*delta)) {
-                None => Err(StoreError::NotANumber),
-                Some(sum) => {
-                    if store(key, old, sum.to_string().as_bytes())? {
-                        Ok(Done::Int(sum))
-                    } else {
-                        over
-                    }
-                }
-            }
-        }
-        Write::Import(records) => {
-            // All or nothing: check the total first, then write.
-            let mut next = *used;
-            for (key, value) in records {
-                next = after(next, key, current(key)?.as_deref(), Some(value));
-            }
-            if next > quota.total && next > *used {
-                over
-            } else {
-                for (key, value) in records {
-                    put(key, value)?;
-                }
-                *used = next;
-                Ok(Done::Count(records.len()))
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,9 +382,9 @@ mod tests {
         let a = s.of("a-service").unwrap();
         let b = s.of("b-service").unwrap();
         a.set("k".into(), b"from a".to_vec()).await.unwrap();
-        assert_eq!(b.get("k").unwrap(), None);
+        assert_eq!(b.get("k").await.unwrap(), None);
         b.set("k".into(), b"from b".to_vec()).await.unwrap();
-        assert_eq!(a.get("k").unwrap().unwrap(), b"from a");
+        assert_eq!(a.get("k").await.unwrap().unwrap(), b"from a");
         assert!(dir.path().join("a-service.db").is_file());
         assert!(s.of("../etc").is_err());
     }
@@ -634,7 +444,7 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(db.get("n").unwrap().unwrap(), b"32");
+        assert_eq!(db.get("n").await.unwrap().unwrap(), b"32");
     }
 
     #[tokio::test]
@@ -678,18 +488,21 @@ mod tests {
         for k in ["a", "c/1", "c/2", "c/3", "c0", "d"] {
             db.set(k.into(), b"x".to_vec()).await.unwrap();
         }
-        let p = db.list_keys("c/", None, 2).unwrap();
+        let p = db.list_keys("c/", None, 2).await.unwrap();
         assert_eq!(p.keys, ["c/1", "c/2"]);
-        let p2 = db.list_keys("c/", p.next.as_deref(), 2).unwrap();
+        let p2 = db.list_keys("c/", p.next.as_deref(), 2).await.unwrap();
         assert_eq!(
             (p2.keys.as_slice(), p2.next),
             (["c/3".to_string()].as_slice(), None)
         );
-        assert_eq!(db.list_keys("", None, 1000).unwrap().keys.len(), 6);
-        assert_eq!(db.list_keys("zz", None, 10).unwrap().keys.len(), 0);
+        assert_eq!(db.list_keys("", None, 1000).await.unwrap().keys.len(), 6);
+        assert_eq!(db.list_keys("zz", None, 10).await.unwrap().keys.len(), 0);
         // A cursor before the prefix cannot widen the listing.
-        assert_eq!(db.list_keys("c/", Some("a"), 10).unwrap().keys.len(), 3);
-        assert!(db.list_keys("", None, 0).is_err());
+        assert_eq!(
+            db.list_keys("c/", Some("a"), 10).await.unwrap().keys.len(),
+            3
+        );
+        assert!(db.list_keys("", None, 0).await.is_err());
     }
 
     #[tokio::test]
@@ -701,15 +514,15 @@ mod tests {
             .await
             .unwrap();
         a.set("bin".into(), vec![0xff, 0, 1]).await.unwrap();
-        let lines = a.export().unwrap();
+        let lines = a.export().await.unwrap();
         let b = s.of("b").unwrap();
         assert_eq!(b.import(&lines).await.unwrap(), 2);
-        assert_eq!(b.export().unwrap(), lines);
-        assert_eq!(b.get("bin").unwrap().unwrap(), [0xff, 0, 1]);
+        assert_eq!(b.export().await.unwrap(), lines);
+        assert_eq!(b.get("bin").await.unwrap().unwrap(), [0xff, 0, 1]);
 
         let bad = b"{\"key\":\"x\",\"value\":\"1\"}\n{\"key\":\"\",\"value\":\"2\"}\n";
         let err = s.of("c").unwrap().import(bad).await.unwrap_err();
         assert!(err.to_string().starts_with("line 2:"), "{err}");
-        assert_eq!(s.of("c").unwrap().get("x").unwrap(), None);
+        assert_eq!(s.of("c").unwrap().get("x").await.unwrap(), None);
     }
 }

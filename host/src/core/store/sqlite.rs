@@ -1,0 +1,275 @@
+//! The embedded store backend: one SQLite file per service (WAL,
+//! `synchronous=FULL`). One writer thread per database takes every write
+//! queued at that moment into one transaction (group commit: one fsync for
+//! the batch) and answers each only once that transaction is on disk; the
+//! bytes in use are accounted there, so quotas are exact. Reads use a
+//! separate connection and see every write already answered.
+
+use super::{Backend, BoxFuture, Done, Entry, Quota, StoreError, Write};
+use crate::base::sqlite;
+use crate::base::sync::lock;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::{Mutex, mpsc};
+use tokio::sync::oneshot;
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS kv (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL
+) WITHOUT ROWID;";
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// One service's SQLite database.
+pub struct SqliteStore {
+    tx: Mutex<mpsc::Sender<Job>>,
+    reader: Mutex<Connection>,
+}
+
+struct Job {
+    write: Write,
+    reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database at `path` and starts its writer.
+    pub fn open(path: &Path, quota: Quota) -> Result<SqliteStore, StoreError> {
+        // Full: a write is on disk before it is answered.
+        let conn = sqlite::open_writer(path, sqlite::Sync::Full)?;
+        conn.execute_batch(SCHEMA)?;
+        let used: i64 = conn.query_row(
+            "SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(value)), 0) FROM kv",
+            [],
+            |r| r.get(0),
+        )?;
+        let reader = sqlite::open_reader(path)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            conn,
+            used: used as u64,
+            quota,
+        };
+        let name = format!(
+            "store-{}",
+            path.file_stem().unwrap_or_default().to_string_lossy()
+        );
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || writer.run(rx))?;
+        Ok(SqliteStore {
+            tx: Mutex::new(tx),
+            reader: Mutex::new(reader),
+        })
+    }
+}
+
+impl Backend for SqliteStore {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        let found = (|| {
+            Ok(lock(&self.reader)
+                .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()?)
+        })();
+        Box::pin(std::future::ready(found))
+    }
+
+    fn write(&self, write: Write) -> BoxFuture<'_, Result<Done, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        let sent = lock(&self.tx).send(Job { write, reply });
+        Box::pin(async move {
+            let gone = || StoreError::Unavailable("the store's writer has stopped".into());
+            sent.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        })
+    }
+
+    fn keys_from<'a>(
+        &'a self,
+        start: &'a str,
+        after: bool,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        let found = (|| {
+            let reader = lock(&self.reader);
+            let mut stmt = if after {
+                reader.prepare_cached("SELECT key FROM kv WHERE key > ?1 ORDER BY key LIMIT ?2")?
+            } else {
+                reader.prepare_cached("SELECT key FROM kv WHERE key >= ?1 ORDER BY key LIMIT ?2")?
+            };
+            let rows = stmt.query_map(params![start, limit], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })();
+        Box::pin(std::future::ready(found))
+    }
+
+    fn records(&self) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+        let found = (|| {
+            let reader = lock(&self.reader);
+            let mut stmt = reader.prepare("SELECT key, value FROM kv ORDER BY key")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })();
+        Box::pin(std::future::ready(found))
+    }
+}
+
+/// Owns the write connection; commits batches.
+struct Writer {
+    conn: Connection,
+    /// Bytes of keys and values stored.
+    used: u64,
+    quota: Quota,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+        }
+    }
+
+    /// Applies a batch in one transaction; answers each job after the commit,
+    /// or every job with the error if the transaction fails.
+    fn commit(&mut self, batch: Vec<Job>) {
+        let used_before = self.used;
+        let quota = self.quota;
+        let outcomes = (|| -> rusqlite::Result<Vec<Result<Done, StoreError>>> {
+            let txn = self.conn.transaction()?;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for job in &batch {
+                outcomes.push(apply(&txn, &mut self.used, quota, &job.write)?);
+            }
+            txn.commit()?;
+            Ok(outcomes)
+        })();
+        match outcomes {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                // Rolled back: so is the accounting.
+                self.used = used_before;
+                tracing::error!("store commit failed: {e}");
+                for job in batch {
+                    let _ = job.reply.send(Err(StoreError::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies one write inside `txn`. An outer `Err` is a database failure
+/// (the batch fails); an inner one is this write's own refusal.
+fn apply(
+    txn: &rusqlite::Transaction<'_>,
+    used: &mut u64,
+    quota: Quota,
+    write: &Write,
+) -> rusqlite::Result<Result<Done, StoreError>> {
+    let current = |key: &str| -> rusqlite::Result<Option<Vec<u8>>> {
+        txn.prepare_cached("SELECT value FROM kv WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()
+    };
+    // The bytes in use after replacing `old` (if any) by `new` (if any).
+    let after = |used: u64, key: &str, old: Option<&[u8]>, new: Option<&[u8]>| -> u64 {
+        let size = |v: Option<&[u8]>| v.map_or(0, |v| (key.len() + v.len()) as u64);
+        used - size(old) + size(new)
+    };
+    let put = |key: &str, value: &[u8]| -> rusqlite::Result<()> {
+        txn.prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")?
+            .execute(params![key, value])
+            .map(|_| ())
+    };
+    let mut store = |key: &str, old: Option<Vec<u8>>, new: &[u8]| -> rusqlite::Result<bool> {
+        let next = after(*used, key, old.as_deref(), Some(new));
+        if next > quota.total && next > *used {
+            return Ok(false);
+        }
+        put(key, new)?;
+        *used = next;
+        Ok(true)
+    };
+    let over = Err(StoreError::QuotaExceeded(quota.total));
+    Ok(match write {
+        Write::Set(key, value) => {
+            let old = current(key)?;
+            if store(key, old, value)? {
+                Ok(Done::Unit)
+            } else {
+                over
+            }
+        }
+        Write::Delete(key) => {
+            let old = current(key)?;
+            if old.is_some() {
+                txn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
+                    .execute([key])?;
+                *used = after(*used, key, old.as_deref(), None);
+            }
+            Ok(Done::Bool(old.is_some()))
+        }
+        Write::Cas(key, expected, value) => {
+            let old = current(key)?;
+            if old != *expected {
+                Ok(Done::Bool(false))
+            } else if store(key, old, value)? {
+                Ok(Done::Bool(true))
+            } else {
+                over
+            }
+        }
+        Write::Increment(key, delta) => {
+            let old = current(key)?;
+            let base = match &old {
+                None => Some(0),
+                Some(v) => std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i64>().ok()),
+            };
+            match base.and_then(|b| b.checked_add(*delta)) {
+                None => Err(StoreError::NotANumber),
+                Some(sum) => {
+                    if store(key, old, sum.to_string().as_bytes())? {
+                        Ok(Done::Int(sum))
+                    } else {
+                        over
+                    }
+                }
+            }
+        }
+        Write::Import(records) => {
+            // All or nothing: check the total first, then write.
+            let mut next = *used;
+            for (key, value) in records {
+                next = after(next, key, current(key)?.as_deref(), Some(value));
+            }
+            if next > quota.total && next > *used {
+                over
+            } else {
+                for (key, value) in records {
+                    put(key, value)?;
+                }
+                *used = next;
+                Ok(Done::Count(records.len()))
+            }
+        }
+    })
+}
