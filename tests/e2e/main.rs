@@ -4,6 +4,7 @@ mod common;
 mod core_api;
 mod durability;
 mod hot_swap;
+mod isolation;
 mod lifecycle;
 mod loading;
 mod sandbox;

@@ -20,6 +20,9 @@
 //!   /identity/citizens/<ID>` answers the same shape, or 404. Both need a
 //!   token whose subject is an admin (`identity-admin`): 401 without a
 //!   valid token, 403 `forbidden` for any other subject.
+//! * Any other method on these paths is 405 with `Allow: POST` or `Allow:
+//!   GET, PUT`; any other path, including `/identity/citizens/` and
+//!   `/identity/citizens/<ID>/...`, is 404.
 //!
 //! A stored record that does not parse (not JSON, or an unknown status) is a
 //! 500, logged at error; an unavailable store is a 503 `store_unavailable`.
@@ -27,14 +30,7 @@
 //! <file.jsonl>` (see `demo/citizens.jsonl`). Of the other services, only
 //! report-service may call identity through the host.
 //!
-//! The logic is in `service.rs`, shared with the test variants of this
-//! service; this crate sets what they vary.
+//! The logic is the `identity-core` crate, shared with the test versions of
+//! this service; this one is its standard [`Variant`](identity_core::Variant).
 
-mod service;
-
-/// The `status` answered for an active citizen.
-const ACTIVE_STATUS: &str = "verified";
-/// Verify logs its outcome.
-const LOG_VERIFY: bool = true;
-
-hms_guest::service!(service::Identity);
+hms_guest::service!(identity_core::Identity<identity_core::Standard>);

@@ -9,7 +9,9 @@
 //! 400 here too; any other answer from identity is a 502 `upstream_error`.
 
 use hms_guest::logging::{self, Level};
-use hms_guest::{Request, Response, Service, ServiceInfo, auth, post_json, registry};
+use hms_guest::{
+    Answer, Params, Request, Response, Router, Service, ServiceInfo, auth, post_json, registry,
+};
 use serde::{Deserialize, Serialize};
 
 struct Report;
@@ -39,81 +41,71 @@ impl Service for Report {
         }
     }
 
-    fn handle(req: Request) -> Response {
-        match (req.method.as_str(), req.path_only()) {
-            ("POST", "/reports/identity-check") => identity_check(&req),
-            (_, "/reports/identity-check") => {
-                Response::error(405, "method_not_allowed", "use POST").with_header("allow", "POST")
-            }
-            (_, path) => Response::error(404, "not_found", format!("no route for {path}")),
-        }
+    fn router() -> Router {
+        Router::new().post("/reports/identity-check", identity_check)
     }
 }
 
-fn identity_check(req: &Request) -> Response {
-    let body: IdRequest = match req.json() {
-        Ok(body) => body,
-        Err(bad_request) => return bad_request,
-    };
+fn identity_check(req: &Request, _: &Params) -> Answer {
+    let body: IdRequest = req.json()?;
     if body.id.trim().is_empty() {
-        return Response::error(400, "bad_request", "`id` must not be empty");
+        return Err(Response::error(
+            400,
+            "bad_request",
+            "`id` must not be empty",
+        ));
     }
 
-    let Some(identity) = registry::discover_service(IDENTITY) else {
-        return Response::error(
+    let identity = registry::discover_service(IDENTITY).ok_or_else(|| {
+        Response::error(
             503,
             "dependency_unavailable",
             format!("{IDENTITY} is not registered"),
-        );
-    };
+        )
+    })?;
     let token = auth::own_token();
-    let (status, answer) = match post_json(&identity.url, "/identity/verify", &body, Some(&token)) {
-        Ok(reply) => reply,
-        Err(e) => {
-            return Response::error(
+    let answer =
+        post_json(&identity.url, "/identity/verify", &body, Some(&token)).map_err(|e| {
+            Response::error(
                 502,
                 "upstream_error",
                 format!("calling {IDENTITY} failed: {e}"),
-            );
-        }
-    };
-    let parsed = hms_guest::serde_json::from_slice::<IdentityAnswer>(&answer);
-    let words = match (status, parsed) {
-        (200..300, Ok(answer)) => format!("is {}", answer.status),
-        (404, Ok(answer)) if answer.status == "not_found" => "is not on record".to_string(),
+            )
+        })?;
+    let words = match (answer.status, answer.json::<IdentityAnswer>()) {
+        (200..300, Ok(parsed)) => format!("is {}", parsed.status),
+        (404, Ok(parsed)) if parsed.status == "not_found" => "is not on record".to_string(),
         (200..300, Err(e)) => {
-            return Response::error(
+            return Err(Response::error(
                 502,
                 "upstream_error",
                 format!("{IDENTITY} sent invalid JSON: {e}"),
-            );
+            ));
         }
         // Identity checks the ID: what it refuses, the client sent.
         (400, _) => {
-            let text = String::from_utf8_lossy(&answer);
-            return Response::error(
+            return Err(Response::error(
                 400,
                 "bad_request",
-                format!("{IDENTITY} refused the ID: {text}"),
-            );
+                format!("{IDENTITY} refused the ID: {}", answer.text()),
+            ));
         }
-        _ => {
-            let text = String::from_utf8_lossy(&answer);
-            return Response::error(
+        (status, _) => {
+            return Err(Response::error(
                 502,
                 "upstream_error",
-                format!("{IDENTITY} answered {status}: {text}"),
-            );
+                format!("{IDENTITY} answered {status}: {}", answer.text()),
+            ));
         }
     };
 
     logging::log_event(Level::Info, &format!("Generated report for {}", body.id));
-    Response::json(
+    Ok(Response::json(
         200,
         &ReportAnswer {
             report: format!("ID {} {words}", body.id),
         },
-    )
+    ))
 }
 
 hms_guest::service!(Report);

@@ -4,11 +4,12 @@ use std::fmt::Display;
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::Method;
+
 /// An incoming request, read in full.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
-    /// Upper-case method, e.g. `POST`.
-    pub method: String,
+    pub method: Method,
     /// Path and query as sent, e.g. `/identity/verify?x=1`.
     pub path: String,
     /// Header names (lower-case, as wasi:http delivers them) and raw values.
@@ -100,13 +101,36 @@ impl Response {
     }
 }
 
+/// A handler's answer: `Err` is a response too, so `?` can answer early
+/// (e.g. with the 400 of [`Request::json`]). `Answer<T>` suits helpers that
+/// produce a `T` or the response to give up with.
+pub type Answer<T = Response> = Result<T, Response>;
+
+/// What a handler may return: a [`Response`], or a `Result` whose both sides
+/// turn into one (such as [`Answer`]).
+pub trait IntoResponse {
+    fn into_response(self) -> Response;
+}
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Response {
+        self
+    }
+}
+
+impl<E: Into<Response>> IntoResponse for Result<Response, E> {
+    fn into_response(self) -> Response {
+        self.unwrap_or_else(Into::into)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn request(headers: &[(&str, &str)], body: &str) -> Request {
         Request {
-            method: "POST".into(),
+            method: Method::Post,
             path: "/identity/verify?x=1".into(),
             headers: headers
                 .iter()

@@ -2,9 +2,9 @@
 //! request into a [`Request`], and a [`Response`] back into wasi:http calls.
 
 use crate::bindings::wasi::http::types::{
-    Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam,
+    Fields, IncomingRequest, OutgoingResponse, ResponseOutparam,
 };
-use crate::{Request, Response, Service, body};
+use crate::{Method, Request, Response, Service, body};
 
 /// Handle one incoming request with `S`.
 pub fn serve<S: Service>(request: IncomingRequest, response_out: ResponseOutparam) {
@@ -16,25 +16,15 @@ pub fn serve<S: Service>(request: IncomingRequest, response_out: ResponseOutpara
 }
 
 fn read_request(request: IncomingRequest) -> Result<Request, String> {
-    let method = match request.method() {
-        Method::Get => "GET".to_string(),
-        Method::Head => "HEAD".to_string(),
-        Method::Post => "POST".to_string(),
-        Method::Put => "PUT".to_string(),
-        Method::Delete => "DELETE".to_string(),
-        Method::Connect => "CONNECT".to_string(),
-        Method::Options => "OPTIONS".to_string(),
-        Method::Trace => "TRACE".to_string(),
-        Method::Patch => "PATCH".to_string(),
-        Method::Other(other) => other,
-    };
+    let method = Method::from(request.method());
     let path = request.path_with_query().unwrap_or_else(|| "/".to_string());
     let headers = request.headers().entries();
     let body = body::read_to_end(
         request
             .consume()
             .map_err(|()| "request body already consumed")?,
-    )?;
+    )
+    .map_err(|e| e.message)?;
     Ok(Request {
         method,
         path,

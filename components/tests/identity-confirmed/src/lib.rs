@@ -1,13 +1,12 @@
-//! Test guest: identity-service, next version. It mounts identity's own
-//! logic (`components/identity/src/service.rs`), so it serves the same
-//! routes and the same stored citizens, but an active citizen is answered
-//! `{"status": "confirmed", ...}` instead of `verified`: hot-swap tests can
-//! tell the versions apart.
+//! Test guest: identity-service, next version. It is identity's own logic
+//! (`identity-core`), so it serves the same routes and the same stored
+//! citizens, but an active citizen is answered `{"status": "confirmed", ...}`
+//! instead of `verified`: hot-swap tests can tell the versions apart.
 
-#[path = "../../../identity/src/service.rs"]
-mod service;
+struct Confirmed;
 
-const ACTIVE_STATUS: &str = "confirmed";
-const LOG_VERIFY: bool = true;
+impl identity_core::Variant for Confirmed {
+    const ACTIVE_STATUS: &'static str = "confirmed";
+}
 
-hms_guest::service!(service::Identity);
+hms_guest::service!(identity_core::Identity<Confirmed>);

@@ -19,11 +19,11 @@
 //! error is 409 `{"code": "store_error", "kind": "invalid-key" |
 //! "value-too-large" | "quota-exceeded" | "not-a-number" | "unavailable",
 //! "detail": <the error's payload: string, number or null>}`. Bad JSON or an
-//! unknown op is 400.
+//! unknown op is 400; another method is 405, another path 404.
 
 use hms_guest::serde_json::{Value, json};
 use hms_guest::store::{self, StoreError};
-use hms_guest::{Request, Response, Service, ServiceInfo};
+use hms_guest::{Answer, Params, Request, Response, Router, Service, ServiceInfo};
 use serde::Deserialize;
 
 struct StoreProbe;
@@ -36,18 +36,14 @@ impl Service for StoreProbe {
         }
     }
 
-    fn handle(req: Request) -> Response {
-        match (req.method.as_str(), req.path_only()) {
-            ("POST", "/store-probe/op") => match req.json() {
-                Ok(op) => perform(op).unwrap_or_else(store_error),
-                Err(bad_request) => bad_request,
-            },
-            (_, "/store-probe/op") => {
-                Response::error(405, "method_not_allowed", "use POST").with_header("allow", "POST")
-            }
-            _ => Response::error(404, "not_found", "no such route"),
-        }
+    fn router() -> Router {
+        Router::new().post("/store-probe/op", op)
     }
+}
+
+fn op(req: &Request, _: &Params) -> Answer {
+    let op: Op = req.json()?;
+    Ok(perform(op).unwrap_or_else(store_error))
 }
 
 hms_guest::service!(StoreProbe);

@@ -1,29 +1,44 @@
-//! identity-service's logic: routes, token checks and citizen records.
+//! identity-service's logic: routes, token checks and citizen records,
+//! generic over a [`Variant`] so that `components/identity` and its test
+//! versions (`tests/identity-confirmed`, `tests/identity-quiet`) share it and
+//! serve the same stored citizens. A version is one line:
 //!
-//! Shared by `components/identity` and its test variants
-//! (`tests/identity-confirmed`, `tests/identity-quiet`), which mount this
-//! file with `#[path]`, so every version serves the same stored citizens.
-//! The crate mounting it defines two constants at its root:
+//! ```ignore
+//! hms_guest::service!(identity_core::Identity<identity_core::Standard>);
+//! ```
 //!
-//! * `ACTIVE_STATUS: &str`, the `status` answered for an active citizen;
-//! * `LOG_VERIFY: bool`, whether a verify logs its outcome.
+//! What the routes do is documented in `components/identity/src/lib.rs`.
 
 use hms_guest::auth::{self, AuthError, Claims};
 use hms_guest::logging::{self, Level};
 use hms_guest::serde_json::{self, json};
-use hms_guest::store::{self, StoreError};
-use hms_guest::{Request, Response, Service, ServiceInfo};
+use hms_guest::store::{self, JsonError, StoreError};
+use hms_guest::{Answer, Params, Request, Response, Router, Service, ServiceInfo};
 use serde::{Deserialize, Serialize};
+use std::marker::PhantomData;
 
 /// Token subjects allowed to read and write citizen records.
 const ADMIN_SUBJECTS: &[&str] = &["identity-admin"];
 /// Longest citizen ID.
 const MAX_ID_LEN: usize = 64;
 
-pub struct Identity;
+/// What a version of identity-service varies. Every item has the default
+/// of `components/identity`.
+pub trait Variant: 'static {
+    /// The `status` answered for an active citizen.
+    const ACTIVE_STATUS: &'static str = "verified";
+    /// Whether a verify logs its outcome.
+    const LOG_VERIFY: bool = true;
+}
 
-/// A handler's answer. `Err` is a response too: it lets `?` answer early.
-type Answer = Result<Response, Response>;
+/// The released version: `verified`, and every verify logged.
+pub struct Standard;
+
+impl Variant for Standard {}
+
+/// identity-service, in version `V`: pass `Identity<V>` to
+/// `hms_guest::service!`.
+pub struct Identity<V: Variant>(PhantomData<V>);
 
 /// A citizen record, stored as JSON text under `citizen/<ID>`. Unknown
 /// fields are ignored.
@@ -55,7 +70,7 @@ struct VerifyRequest {
     id: String,
 }
 
-impl Service for Identity {
+impl<V: Variant> Service for Identity<V> {
     fn info() -> ServiceInfo {
         ServiceInfo {
             name: "identity-service".into(),
@@ -69,27 +84,16 @@ impl Service for Identity {
         Some(vec!["report-service".into()])
     }
 
-    fn handle(req: Request) -> Response {
-        let answer = match (req.method.as_str(), req.path_only()) {
-            ("POST", "/identity/verify") => verify(&req),
-            (_, "/identity/verify") => Err(method_not_allowed("POST")),
-            (method, path) => match path.strip_prefix("/identity/citizens/") {
-                Some(id) if method == "GET" => show_citizen(&req, id),
-                Some(id) if method == "PUT" => put_citizen(&req, id),
-                Some(_) => Err(method_not_allowed("GET, PUT")),
-                None => Err(Response::error(
-                    404,
-                    "not_found",
-                    format!("no route for {path}"),
-                )),
-            },
-        };
-        answer.unwrap_or_else(|error| error)
+    fn router() -> Router {
+        Router::new()
+            .post("/identity/verify", verify::<V>)
+            .get("/identity/citizens/{id}", show_citizen)
+            .put("/identity/citizens/{id}", put_citizen)
     }
 }
 
 /// `POST /identity/verify` `{"id": "..."}`, for any valid token.
-fn verify(req: &Request) -> Answer {
+fn verify<V: Variant>(req: &Request, _: &Params) -> Answer {
     authenticate(req)?;
     let body: VerifyRequest = req.json()?;
     let id = body.id.as_str();
@@ -103,9 +107,9 @@ fn verify(req: &Request) -> Answer {
         Some(Citizen {
             status: Status::Active,
             ..
-        }) => (200, crate::ACTIVE_STATUS, format!("Verified ID {id}")),
+        }) => (200, V::ACTIVE_STATUS, format!("Verified ID {id}")),
     };
-    if crate::LOG_VERIFY {
+    if V::LOG_VERIFY {
         logging::log_event(Level::Info, &event);
     }
     Ok(Response::json(
@@ -115,7 +119,8 @@ fn verify(req: &Request) -> Answer {
 }
 
 /// `GET /identity/citizens/<ID>`, for admins.
-fn show_citizen(req: &Request, id: &str) -> Answer {
+fn show_citizen(req: &Request, params: &Params) -> Answer {
+    let id = &params["id"];
     authorize_admin(req)?;
     check_id(id)?;
     match load(id)? {
@@ -130,13 +135,17 @@ fn show_citizen(req: &Request, id: &str) -> Answer {
 
 /// `PUT /identity/citizens/<ID>` `{"status": "active"|"revoked", "name":
 /// "..."}`, for admins: creates or replaces the record.
-fn put_citizen(req: &Request, id: &str) -> Answer {
+fn put_citizen(req: &Request, params: &Params) -> Answer {
+    let id = &params["id"];
     let admin = authorize_admin(req)?;
     check_id(id)?;
     let citizen: Citizen = req.json()?;
-    let value = serde_json::to_vec(&citizen)
-        .map_err(|e| Response::error(500, "internal", format!("cannot encode record: {e}")))?;
-    store::set(&key(id), &value).map_err(store_failed)?;
+    store::set_json(&key(id), &citizen).map_err(|e| match e {
+        JsonError::Store(e) => store_failed(e),
+        JsonError::Encode(e) | JsonError::Decode(e) => {
+            Response::error(500, "internal", format!("cannot encode record: {e}"))
+        }
+    })?;
     logging::log_event(
         Level::Info,
         &format!(
@@ -150,20 +159,20 @@ fn put_citizen(req: &Request, id: &str) -> Answer {
 
 /// The record of citizen `id`, if there is one. A record that does not parse
 /// is a 500, logged at error.
-fn load(id: &str) -> Result<Option<Citizen>, Response> {
-    let Some(value) = store::get(&key(id)).map_err(store_failed)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&value).map(Some).map_err(|e| {
-        logging::log_event(
-            Level::Error,
-            &format!("Record of citizen {id} is corrupt: {e}"),
-        );
-        Response::error(
-            500,
-            "internal",
-            format!("the record of citizen {id} is corrupt"),
-        )
+fn load(id: &str) -> Answer<Option<Citizen>> {
+    store::get_json(&key(id)).map_err(|e| match e {
+        JsonError::Store(e) => store_failed(e),
+        JsonError::Decode(e) | JsonError::Encode(e) => {
+            logging::log_event(
+                Level::Error,
+                &format!("Record of citizen {id} is corrupt: {e}"),
+            );
+            Response::error(
+                500,
+                "internal",
+                format!("the record of citizen {id} is corrupt"),
+            )
+        }
     })
 }
 
@@ -177,7 +186,7 @@ fn view(id: &str, citizen: &Citizen) -> serde_json::Value {
 }
 
 /// Citizen IDs are 1-64 ASCII letters, digits and `-`.
-fn check_id(id: &str) -> Result<(), Response> {
+fn check_id(id: &str) -> Answer<()> {
     let valid = (1..=MAX_ID_LEN).contains(&id.len())
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if valid {
@@ -192,7 +201,7 @@ fn check_id(id: &str) -> Result<(), Response> {
 }
 
 /// The claims of the request's bearer token; 401 without a valid one.
-fn authenticate(req: &Request) -> Result<Claims, Response> {
+fn authenticate(req: &Request) -> Answer<Claims> {
     let unauthorized = |reason: String| Response::error(401, "unauthorized", reason);
     let token = req
         .bearer_token()
@@ -209,7 +218,7 @@ fn authenticate(req: &Request) -> Result<Claims, Response> {
 
 /// Like [`authenticate`], and the token's subject must be one of
 /// [`ADMIN_SUBJECTS`]; 403 otherwise.
-fn authorize_admin(req: &Request) -> Result<Claims, Response> {
+fn authorize_admin(req: &Request) -> Answer<Claims> {
     let claims = authenticate(req)?;
     if ADMIN_SUBJECTS.contains(&claims.subject.as_str()) {
         Ok(claims)
@@ -220,10 +229,6 @@ fn authorize_admin(req: &Request) -> Result<Claims, Response> {
             format!("{} may not manage citizen records", claims.subject),
         ))
     }
-}
-
-fn method_not_allowed(allow: &str) -> Response {
-    Response::error(405, "method_not_allowed", format!("use {allow}")).with_header("allow", allow)
 }
 
 /// A store failure as a response: 503 if the store is unavailable.
@@ -245,5 +250,89 @@ fn store_failed(e: StoreError) -> Response {
             format!("the citizen store is full ({quota} bytes)"),
         ),
         other => Response::error(500, "internal", format!("citizen store failed: {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What is answered before any Core call, so it runs on the build host.
+
+    use super::*;
+    use hms_guest::Method;
+
+    fn call(method: Method, path: &str, headers: &[(&str, &str)]) -> Response {
+        let req = Request {
+            method,
+            path: path.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            body: br#"{"id":"C12345"}"#.to_vec(),
+        };
+        Identity::<Standard>::handle(req)
+    }
+
+    fn text(response: &Response) -> &str {
+        std::str::from_utf8(&response.body).unwrap()
+    }
+
+    fn allow(response: &Response) -> Option<&[u8]> {
+        response
+            .headers
+            .iter()
+            .find(|(n, _)| n == "allow")
+            .map(|(_, v)| v.as_slice())
+    }
+
+    #[test]
+    fn unknown_paths_and_methods() {
+        let r = call(Method::Get, "/identity/verify", &[]);
+        assert_eq!(r.status, 405);
+        assert_eq!(
+            text(&r),
+            r#"{"code":"method_not_allowed","message":"use POST"}"#
+        );
+        assert_eq!(allow(&r), Some(&b"POST"[..]));
+
+        let r = call(Method::Delete, "/identity/citizens/C12345", &[]);
+        assert_eq!(r.status, 405);
+        assert_eq!(
+            text(&r),
+            r#"{"code":"method_not_allowed","message":"use GET, PUT"}"#
+        );
+        assert_eq!(allow(&r), Some(&b"GET, PUT"[..]));
+
+        let r = call(Method::Post, "/identity/other?x=1", &[]);
+        assert_eq!(r.status, 404);
+        assert_eq!(
+            text(&r),
+            r#"{"code":"not_found","message":"no route for /identity/other"}"#
+        );
+    }
+
+    #[test]
+    fn routes_need_a_bearer_token() {
+        for (method, path) in [
+            (Method::Post, "/identity/verify"),
+            (Method::Get, "/identity/citizens/C12345"),
+            (Method::Put, "/identity/citizens/C12345"),
+        ] {
+            let r = call(method, path, &[("authorization", "Basic x")]);
+            assert_eq!(r.status, 401, "{path}");
+            assert_eq!(
+                text(&r),
+                r#"{"code":"unauthorized","message":"missing or malformed Authorization: Bearer header"}"#
+            );
+        }
+    }
+
+    #[test]
+    fn citizen_ids() {
+        assert!(check_id("C12345").is_ok());
+        assert!(check_id(&"a".repeat(MAX_ID_LEN)).is_ok());
+        for bad in ["", "C 1", "C/1", "Ç1", &"a".repeat(MAX_ID_LEN + 1)] {
+            assert_eq!(check_id(bad).unwrap_err().status, 400, "{bad:?}");
+        }
     }
 }
