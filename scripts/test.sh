@@ -8,7 +8,11 @@ cargo clippy --locked --all-targets -- -D warnings
 (unset CARGO_TARGET_DIR; cargo fmt --manifest-path components/Cargo.toml --all -- --check)
 (unset CARGO_TARGET_DIR; cargo clippy --locked --manifest-path components/Cargo.toml --target wasm32-wasip2 -- -D warnings)
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The cluster tests talk to a real PostgreSQL: a private server for this run
+# (Debian's postgresql package is installed when missing), stopped at the end.
+source scripts/pg.sh
+trap 'pg_stop; rm -f "$log"' EXIT
+[ -n "${HMS_TEST_PG:-}" ] || pg_start
 cargo test --locked --workspace 2>&1 | tee "$log"
 # The guest SDK's and identity-core's unit tests run on the build host: they
 # never reach a Core import.

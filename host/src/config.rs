@@ -64,6 +64,11 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// exactly as `madvise` would, so nothing of one request is visible to the
 /// next (the `isolation` test guest checks both ways).
 pub const DEFAULT_KEEP_RESIDENT: usize = 2 << 20;
+/// How often a cluster host renews its lease.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(2000);
+/// How long a cluster host's lease lasts without renewal: a host that
+/// stops heartbeating leaves discovery within this plus one heartbeat.
+pub const DEFAULT_LEASE: Duration = Duration::from_millis(10_000);
 /// Component instances alive at once across all services; sizes the pooling
 /// allocator's slots (virtual memory is reserved up front, physical is not).
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
@@ -98,6 +103,8 @@ pub struct Config {
     pub audit_durability: crate::core::audit::Durability,
     /// Time a client has to send each request head.
     pub header_timeout: Duration,
+    /// Cluster mode: shared state in PostgreSQL. `None`: standalone.
+    pub cluster: Option<crate::core::cluster::ClusterConfig>,
 }
 
 /// The sandbox limits of one service's instances.
@@ -370,6 +377,7 @@ impl Config {
             token_ttl: DEFAULT_TOKEN_TTL,
             audit_durability: crate::core::audit::Durability::Full,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            cluster: None,
         }
     }
 }

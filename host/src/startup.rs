@@ -3,11 +3,12 @@
 //! the host last stopped, and serves until shutdown.
 
 use crate::config::Config;
-use crate::core::Core;
 use crate::core::audit::AuditLog;
 use crate::core::auth::{Auth, AuthConfig};
+use crate::core::cluster::{self, Cluster};
 use crate::core::registry::Registry;
 use crate::core::store::Stores;
+use crate::core::{Core, HostIdentity};
 use crate::http::app::App;
 use crate::http::server;
 use crate::runtime::Runtime;
@@ -24,6 +25,11 @@ pub const ISSUER: &str = "hms-host";
 
 /// Serves `config.components` on `listener` until `shutdown` resolves, then
 /// drains requests in flight and makes every audit event durable.
+///
+/// Once everything that can refuse to start has been checked (the data
+/// directory, the cluster database and this host's id), prints
+/// `hms-host listening on http://ADDR` as the first line of standard output:
+/// scripts and tests read the bound address from it.
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
@@ -39,7 +45,26 @@ pub async fn run(
         .with_context(|| format!("opening Core auth in {}", data_dir.display()))?;
     let audit = AuditLog::open_with(&data_dir.join("audit.db"), config.audit_durability)
         .context("opening the audit log")?;
-    let registry = Registry::new(listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    let host_id = cluster::host_id(
+        data_dir,
+        config.cluster.as_ref().and_then(|c| c.host_id.as_deref()),
+    )?;
+    let host = HostIdentity {
+        url: config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.advertise_url.clone())
+            .unwrap_or_else(|| format!("http://{addr}")),
+        id: host_id,
+    };
+    let cluster = match &config.cluster {
+        Some(c) => Some(Arc::new(
+            Cluster::join(c, host.id.clone(), host.url.clone()).await?,
+        )),
+        None => None,
+    };
+    let registry = Registry::new(addr);
     let engine = WasmEngine::new(
         config.max_instances,
         config.sandbox.max_memory(),
@@ -55,11 +80,25 @@ pub async fn run(
             let sandbox = config.sandbox.clone();
             Box::new(move |service| sandbox.store_quota(service))
         })),
+        host: Arc::new(host),
+        cluster: cluster.clone(),
     };
     let record = Deployments::open(data_dir).context("opening the deployment record")?;
     let before = record.snapshot();
     let runtime = Runtime::new(engine, core, config.sandbox.clone(), record)?;
     let app = App::new(runtime.clone());
+    // The first line of output is the bound address: scripts and tests read it.
+    println!("hms-host listening on http://{addr}");
+    std::io::Write::flush(&mut std::io::stdout())?;
+    let heartbeat = cluster.as_ref().map(|c| {
+        let runtime = Arc::downgrade(&runtime);
+        c.spawn_heartbeat(Arc::new(move || {
+            runtime
+                .upgrade()
+                .map(|r| r.service_versions())
+                .unwrap_or_default()
+        }))
+    });
 
     // Serve at once (health answers "loading") while components compile.
     let server = server::serve(
@@ -122,6 +161,10 @@ pub async fn run(
     app.set_ready();
     tracing::info!("serving {}", runtime.service_names().join(", "));
     server.await?;
+    if let (Some(cluster), Some(heartbeat)) = (&cluster, heartbeat) {
+        heartbeat.abort();
+        cluster.leave().await;
+    }
     audit.flush().await.context("flushing the audit log")?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `hms-host` binary, real components, real HTTP.
 
+mod cluster;
 mod common;
 mod core_api;
 mod durability;

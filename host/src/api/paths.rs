@@ -11,6 +11,7 @@ pub const KEYS: &str = "/_hms/keys";
 pub const SERVICES: &str = "/_hms/services";
 pub const EVENTS: &str = "/_hms/events";
 pub const OPENAPI: &str = "/_hms/openapi.json";
+pub const CLUSTER: &str = "/_hms/cluster";
 
 /// `/_hms/keys/{id}`.
 pub fn key(id: &str) -> String {

@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 pub use crate::config::Limits;
 pub use crate::core::audit::{Event, Level};
 pub use crate::core::auth::{Jwk, Jwks, KeyInfo};
+pub use crate::core::cluster::HostInfo;
 pub use crate::core::registry::{Entry, Kind};
 
 /// `GET /_hms/health`.
@@ -149,6 +150,13 @@ pub struct ServiceStats {
     pub limits: Limits,
     pub name: String,
     pub version: String,
+}
+
+/// `GET /_hms/cluster`: every host that joined, by id (a standalone host
+/// lists itself).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClusterStatus {
+    pub hosts: Vec<HostInfo>,
 }
 
 /// `POST /_hms/data/{service}`.

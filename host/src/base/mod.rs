@@ -1,9 +1,11 @@
 //! Foundations every layer may use: wall-clock time ([`clock`]), private and
-//! atomically written files ([`files`]), SQLite connections ([`sqlite`]) and
+//! atomically written files ([`files`]), SQLite connections ([`sqlite`]), the
+//! cluster's PostgreSQL ([`postgres`]) and
 //! locks ([`sync`]).
 
 pub mod clock;
 pub mod files;
+pub mod postgres;
 pub mod sqlite;
 pub mod sync;
 #[cfg(test)]

@@ -306,6 +306,12 @@ impl Client {
             .await
     }
 
+    /// The hosts of the cluster (admin).
+    pub async fn cluster(&self) -> Result<ClusterStatus, ClientError> {
+        self.typed(Method::GET, paths::CLUSTER, Bytes::new(), &[])
+            .await
+    }
+
     /// Audit events matching `query` (admin).
     pub async fn events(&self, query: &EventQuery) -> Result<EventList, ClientError> {
         self.typed(Method::GET, &paths::events(query), Bytes::new(), &[])

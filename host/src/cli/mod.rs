@@ -8,6 +8,7 @@
 //! the command quietly with 0.
 
 pub mod client;
+mod cluster;
 mod data;
 mod keys;
 mod logs;
@@ -90,6 +91,9 @@ enum Command {
     /// JSON lines into it (all or nothing; existing keys are replaced).
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// The hosts of the cluster (admin).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Switch a service back to an earlier version (admin).
     Rollback {
         service: String,
@@ -161,6 +165,7 @@ async fn execute(command: Command, host: HostArgs) -> anyhow::Result<()> {
         Command::Versions { service, json } => services::versions(&host, &service, json).await,
         Command::Stats { service, json } => services::stats(&host, &service, json).await,
         Command::Data(command) => data::data(command, &host).await,
+        Command::Cluster(command) => cluster::cluster(command, &host).await,
         Command::Rollback { service, to } => {
             services::rollback(&host, &service, to.as_deref()).await
         }

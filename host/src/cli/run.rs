@@ -1,10 +1,11 @@
 //! `hms-host run`: serve components until SIGINT/SIGTERM.
 
+use crate::base::postgres::Target;
 use crate::config::{self, Config, Limits, Sandbox};
 use crate::core::audit::Durability;
+use crate::core::cluster::ClusterConfig;
 use crate::core::names::validate_service_name;
 use anyhow::{Context, bail};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,6 +55,26 @@ pub struct RunArgs {
     /// (repeatable; existing keys are replaced).
     #[arg(long = "import", value_name = "SERVICE=FILE", value_parser = parse_import)]
     imports: Vec<(String, PathBuf)>,
+    /// Join a cluster: every host given the same PostgreSQL database shares
+    /// its state there. Without it, the host is standalone (SQLite in the
+    /// data directory, no server to run).
+    #[arg(long, env = "HMS_CLUSTER", value_name = "postgres://USER@HOST:PORT/DB")]
+    cluster: Option<String>,
+    /// This host's id in the cluster (default: generated once, kept in the
+    /// data directory as `host-id`).
+    #[arg(long, env = "HMS_HOST_ID")]
+    host_id: Option<String>,
+    /// The URL other hosts call this one by (default: http:// and the
+    /// listening address).
+    #[arg(long, env = "HMS_ADVERTISE_URL")]
+    advertise_url: Option<String>,
+    /// How often this host renews its cluster lease, in milliseconds.
+    #[arg(long, env = "HMS_HEARTBEAT_MS", default_value_t = config::DEFAULT_HEARTBEAT.as_millis() as u64)]
+    heartbeat_ms: u64,
+    /// How long a cluster lease lasts without renewal, in milliseconds: a
+    /// host that stops leaves discovery within this plus one heartbeat.
+    #[arg(long, env = "HMS_LEASE_MS", default_value_t = config::DEFAULT_LEASE.as_millis() as u64)]
+    lease_ms: u64,
     /// Do not watch component files for changes.
     #[arg(long, env = "HMS_NO_WATCH")]
     no_watch: bool,
@@ -72,6 +93,26 @@ pub async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         if !file.is_file() {
             bail!("--import {service}={}: no such file", file.display());
         }
+    }
+    let cluster = match &args.cluster {
+        None => None,
+        Some(url) => {
+            // Checked before anything starts; the message names the problem.
+            Target::parse(url)?;
+            if args.heartbeat_ms == 0 || args.lease_ms <= args.heartbeat_ms {
+                bail!("--lease-ms must be longer than --heartbeat-ms, and both at least 1");
+            }
+            Some(ClusterConfig {
+                url: url.clone(),
+                host_id: args.host_id.clone(),
+                advertise_url: args.advertise_url.clone(),
+                heartbeat: Duration::from_millis(args.heartbeat_ms),
+                lease: Duration::from_millis(args.lease_ms),
+            })
+        }
+    };
+    if args.cluster.is_none() && (args.host_id.is_some() || args.advertise_url.is_some()) {
+        bail!("--host-id and --advertise-url are for cluster mode: add --cluster postgres://...");
     }
     if args.memory_limit_mb == 0 || args.request_timeout_ms == 0 {
         bail!("--memory-limit-mb and --request-timeout-ms must be at least 1");
@@ -100,13 +141,11 @@ pub async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         token_ttl: Duration::from_secs(args.token_ttl_secs),
         audit_durability: args.audit_durability,
         header_timeout: Duration::from_secs(args.header_timeout_secs),
+        cluster,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    // The first line of output is the bound address: scripts and tests read it.
-    println!("hms-host listening on http://{}", listener.local_addr()?);
-    std::io::stdout().flush()?;
     crate::startup::run(config, listener, shutdown_signal()).await
 }
 

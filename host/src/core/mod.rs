@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod names;
 pub mod ratelimit;
 pub mod registry;
@@ -33,6 +34,17 @@ pub struct Core {
     pub registry: Arc<Registry>,
     /// Every service's private store.
     pub stores: Arc<Stores>,
+    /// This host's id and the URL other hosts call it by.
+    pub host: Arc<HostIdentity>,
+    /// The cluster this host belongs to; `None`: standalone.
+    pub cluster: Option<Arc<cluster::Cluster>>,
+}
+
+/// Who this host is.
+#[derive(Debug, Clone)]
+pub struct HostIdentity {
+    pub id: String,
+    pub url: String,
 }
 
 impl Core {

@@ -60,6 +60,7 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
         )
         .route("/events", get(events))
         .route("/openapi.json", get(openapi))
+        .route("/cluster", get(cluster_status))
         .fallback(|| async { ApiError::NotFound("no such Core API endpoint".into()) })
         .layer(middleware::from_fn_with_state(app, audit_before_response))
 }
@@ -103,6 +104,33 @@ impl FromRequestParts<Arc<App>> for Admin {
             Err(ApiError::Unauthorized("invalid admin credential".into()))
         }
     }
+}
+
+/// The hosts of the cluster: id, URL, whether their lease holds (by the
+/// database's clock), the age of their last heartbeat, what they serve. A
+/// standalone host lists itself.
+#[utoipa::path(get, path = "/_hms/cluster", tag = "cluster", security(("admin" = [])), responses(
+    (status = 200, body = ClusterStatus), (status = 401, body = ErrorBody),
+    (status = 503, description = "the cluster database cannot be reached", body = ErrorBody)))]
+async fn cluster_status(
+    _: Admin,
+    State(app): State<Arc<App>>,
+) -> Result<Json<ClusterStatus>, ApiError> {
+    let core = app.runtime.core();
+    let hosts = match &core.cluster {
+        Some(cluster) => cluster
+            .hosts()
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+        None => vec![HostInfo {
+            id: core.host.id.clone(),
+            url: core.host.url.clone(),
+            alive: true,
+            last_heartbeat_ms_ago: 0,
+            services: app.runtime.service_versions(),
+        }],
+    };
+    Ok(Json(ClusterStatus { hosts }))
 }
 
 /// The generated OpenAPI document of this API.
@@ -519,7 +547,7 @@ async fn events(
     paths(
         health, openapi, token, jwks, create_key, list_keys, revoke_key, list_services,
         register_service, unregister_service, deploy_version, list_versions, rollback,
-        service_stats, export_data, import_data, events
+        service_stats, export_data, import_data, events, cluster_status
     ),
     modifiers(&AdminCredential)
 )]

@@ -163,6 +163,16 @@ impl Runtime {
         self.deployed.load().routes.lookup(path).cloned()
     }
 
+    /// Service name → active version, of every deployed service.
+    pub fn service_versions(&self) -> std::collections::BTreeMap<String, String> {
+        self.deployed
+            .load()
+            .services
+            .iter()
+            .map(|(name, s)| (name.clone(), s.version.clone()))
+            .collect()
+    }
+
     /// Names of deployed services.
     pub fn service_names(&self) -> Vec<String> {
         self.deployed.load().services.keys().cloned().collect()

@@ -1,0 +1,242 @@
+//! Cluster membership on a real PostgreSQL (`HMS_TEST_PG`, started by
+//! `scripts/test.sh`): hosts see each other, a killed host leaves discovery
+//! within its lease and a heartbeat, an id is held by one live host at a
+//! time, and bad cluster settings stop the start with a message.
+
+use crate::common::*;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const HEARTBEAT_MS: u64 = 200;
+const LEASE_MS: u64 = 1000;
+
+/// The tests' PostgreSQL server.
+fn server_url() -> String {
+    std::env::var("HMS_TEST_PG").expect(
+        "the cluster tests need PostgreSQL: run scripts/test.sh, or \
+         `source scripts/pg.sh; pg_start` first (sets HMS_TEST_PG)",
+    )
+}
+
+/// A new, empty database on the tests' server, as a `--cluster` URL.
+fn fresh_database(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "t_{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let url = server_url();
+    block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to HMS_TEST_PG");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+    });
+    let base = url.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
+}
+
+fn cluster_flags<'a>(url: &'a str, id: &'a str) -> Vec<&'a str> {
+    vec![
+        "--cluster",
+        url,
+        "--host-id",
+        id,
+        "--heartbeat-ms",
+        "200",
+        "--lease-ms",
+        "1000",
+    ]
+}
+
+fn hosts(host: &Host) -> Vec<hms_host::api::types::HostInfo> {
+    block_on(host.admin().cluster()).unwrap().hosts
+}
+
+/// `hms-host run ARGS` that must fail: its output, once it has exited.
+fn run_failing(args: &[&str], data_dir: &std::path::Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hms-host"))
+        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .arg(component("hello"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("hms-host run {args:?} kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn three_hosts_see_each_other_and_a_killed_host_leaves_discovery() {
+    let url = fresh_database("members");
+    let start = |id: &str| {
+        Host::start_with(
+            &[component("hello")],
+            &temp_dir(id),
+            &cluster_flags(&url, id),
+        )
+    };
+    let h1 = start("h1");
+    let mut h2 = start("h2");
+    let h3 = start("h3");
+    // Every host sees all three, with what each serves, after a heartbeat.
+    std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+    for host in [&h1, &h2, &h3] {
+        let seen = hosts(host);
+        let ids: Vec<&str> = seen.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids, ["h1", "h2", "h3"]);
+        for h in &seen {
+            assert!(h.alive, "{h:?}");
+            assert!(h.services["hello"].starts_with("sha256:"), "{h:?}");
+            assert!(h.last_heartbeat_ms_ago < LEASE_MS, "{h:?}");
+        }
+    }
+    assert_eq!(hosts(&h1)[1].url, h2.url());
+
+    h2.child.kill().unwrap(); // SIGKILL: no chance to leave
+    h2.child.wait().unwrap();
+    let killed = Instant::now();
+    loop {
+        let seen = hosts(&h1);
+        let h = seen
+            .iter()
+            .find(|h| h.id == "h2")
+            .expect("an expired host stays listed");
+        if !h.alive {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_millis(LEASE_MS + 2 * HEARTBEAT_MS + 2000),
+            "h2 still alive {:?} after kill -9",
+            killed.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The others are untouched and keep serving.
+    let seen = hosts(&h3);
+    assert!(seen.iter().filter(|h| h.id != "h2").all(|h| h.alive));
+    let r = block_on(h1.client().send(http::Method::GET, "/hello/", None, &[])).unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn a_host_id_is_held_by_one_live_host_and_a_restart_takes_it_back() {
+    let url = fresh_database("ids");
+    let data = temp_dir("id-holder");
+    let mut holder = Host::start_with(&[component("hello")], &data, &cluster_flags(&url, "h1"));
+
+    let out = run_failing(&cluster_flags(&url, "h1"), &temp_dir("id-thief"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"h1\" is held by a live host"), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "refused before the listening line"
+    );
+
+    // kill -9, then the same host restarts at once: it waits for its old
+    // lease to run out and serves again.
+    holder.child.kill().unwrap();
+    holder.child.wait().unwrap();
+    let back = Host::start_with(&[component("hello")], &data, &cluster_flags(&url, "h1"));
+    std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+    let seen = hosts(&back);
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].alive);
+    assert_eq!(seen[0].url, back.url());
+}
+
+#[test]
+fn bad_cluster_settings_stop_the_start_with_a_message() {
+    let data = temp_dir("bad-cluster");
+    for (args, expected) in [
+        (
+            vec!["--cluster", "mysql://hms@127.0.0.1/hms"],
+            "--cluster \"mysql://hms@127.0.0.1/hms\": expected postgres://USER@HOST:PORT/DB",
+        ),
+        (
+            vec!["--cluster", "postgres://hms:secret@127.0.0.1:1/hms"],
+            "cannot reach the cluster database postgres://hms:***@127.0.0.1:1/hms",
+        ),
+        (
+            vec!["--host-id", "h1"],
+            "--host-id and --advertise-url are for cluster mode",
+        ),
+        (
+            vec![
+                "--cluster",
+                "postgres://hms@127.0.0.1:1/hms",
+                "--host-id",
+                "Bad_Id",
+            ],
+            "--host-id: \"Bad_Id\"",
+        ),
+    ] {
+        let out = run_failing(&args, &data);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("secret"), "{stderr}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("listening"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn a_schema_newer_than_this_host_knows_is_refused_naming_both_versions() {
+    let url = fresh_database("schema");
+    let host = Host::start_with(
+        &[component("hello")],
+        &temp_dir("schema"),
+        &cluster_flags(&url, "h1"),
+    );
+    drop(host);
+    block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(
+                "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
+                 VALUES (999, 'from_the_future', 'now', '0')",
+            )
+            .await
+            .unwrap();
+    });
+    let out = run_failing(&cluster_flags(&url, "h2"), &temp_dir("schema-2"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("has schema version 999, newer than this hms-host knows (1)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_standalone_host_lists_itself() {
+    let host = Host::start(&[component("hello")]);
+    let seen = hosts(&host);
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].alive && seen[0].id.starts_with("host-"));
+    assert_eq!(seen[0].url, host.url());
+    let again = std::fs::read_to_string(host.data_dir.join("host-id")).unwrap();
+    assert_eq!(again.trim(), seen[0].id, "the generated id is kept");
+}
