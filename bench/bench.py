@@ -18,9 +18,12 @@ the store-probe test guest, against a request that touches no store);
 scale (resident memory and start-up time with 1, 10 and 100 distinct
 components loaded; memory per idle component); baseline (hello and the seed
 flow against another hms-host binary given with --baseline, e.g. the
-previous main: not in the default set).
+previous main: not in the default set); cluster (a cluster host, stores in
+a private PostgreSQL, against a standalone host: the seed flow and store
+calls; time from kill -9 of a host to its leaving discovery).
 """
 import argparse
+import glob
 import collections
 import concurrent.futures
 import datetime
@@ -915,6 +918,83 @@ def bench_store(results, tmp, args):
     return summary
 
 
+def start_pg(tmp):
+    """A private PostgreSQL (scripts/pg.sh) for the cluster scenario: its
+    URL and a function that stops it."""
+    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg.sh")], capture_output=True, text=True, check=True)
+    url = out.stdout.strip().splitlines()[-1]
+    data = re.search(r"\(data in (\S+)\)", out.stderr).group(1)
+    pg_bin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+    owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def stop():
+        subprocess.run(owner + [os.path.join(pg_bin, "pg_ctl"), "-D", os.path.join(data, "data"), "-m", "fast",
+                                "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+    return url, stop
+
+
+def bench_cluster(results, tmp, args):
+    """A cluster host (stores in PostgreSQL, every write committed there)
+    against a standalone host (SQLite), alternated: the seed flow and one
+    store call per request; then how long a host killed with -9 takes to
+    leave discovery with the default heartbeat and lease."""
+    url, stop_pg = start_pg(tmp)
+    comps = [os.path.join(WASM, "identity.wasm"), os.path.join(WASM, "report.wasm"),
+             os.path.join(WASM, "store_probe.wasm")]
+    servers = []
+    summary = {}
+    try:
+        alone = start_hms(comps, tmp, "cluster-alone")
+        servers.append(alone)
+        member = start_hms(comps, tmp, "cluster-member", ["--cluster", url, "--host-id", "b1"])
+        servers.append(member)
+        keys = [f"key-{i}" for i in range(STORE_KEYS)]
+        for server in (alone, member):
+            op_url = server.url + "/store-probe/op"
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                loaded = list(pool.map(lambda k: http("POST", op_url, json.dumps(
+                    {"op": "set", "key": k, "value": STORE_VALUE}))[0], keys))
+            if any(st != 200 for st in loaded):
+                sys.exit(f"loading the store keys failed on {server.name}: {collections.Counter(loaded)}")
+        seed = "/reports/identity-check"
+        compare(results, "cluster seed", [("hms-host", alone.url + seed, "", [alone]),
+                                          ("hms-host, cluster", member.url + seed, "", [member])],
+                args.conns, args, "POST", ID_BODY)
+        store_env = {"STORE_KEYS": str(STORE_KEYS), "STORE_VALUE": STORE_VALUE}
+        for name, shape in (("get", {"script": STORE_LUA, "env": dict(store_env, STORE_OP="get")}),
+                            ("set", {"script": STORE_LUA, "env": dict(store_env, STORE_OP="set")}),
+                            ("increment", {"method": "POST", "body": '{"op":"increment","key":"hot","delta":1}'})):
+            compare(results, f"cluster {name}",
+                    [("hms-host", alone.url + "/store-probe/op", "", [alone], shape),
+                     ("hms-host, cluster", member.url + "/store-probe/op", "", [member], shape)],
+                    args.conns, args)
+        # kill -9 of a host to its leaving discovery (defaults: 2 s heartbeat, 10 s lease).
+        admin = {"Authorization": "Bearer " + open(os.path.join(member.data_dir, "admin.token")).read().strip()}
+        gone = []
+        for rep_ in range(args.reps):
+            victim = start_hms([os.path.join(WASM, "hello.wasm")], tmp, f"cluster-victim-{rep_}",
+                               ["--cluster", url, "--host-id", "victim"])
+            time.sleep(0.5)
+            os.killpg(victim.proc.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            victim.proc.wait()
+            while True:
+                _, body = http("GET", member.url + "/_hms/cluster", headers=admin)
+                if not [h for h in json.loads(body)["hosts"] if h["id"] == "victim" and h["alive"]]:
+                    gone.append(time.monotonic() - killed)
+                    break
+                time.sleep(0.05)
+            # The next victim reuses the id once this lease has run out.
+        summary = {"kill9_to_gone_s": gone, "heartbeat_ms": 2000, "lease_ms": 10000}
+        print(f"  cluster    kill -9 to leaving discovery: {', '.join(f'{g:.2f}' for g in gone)} s", flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+        stop_pg()
+    return summary
+
+
 # ---------------------------------------------------------------- report
 
 def ratio(results, scenario, conns, a, b, key="rps"):
@@ -1017,7 +1097,8 @@ def main():
     p.add_argument("--seconds", type=int, default=10, help="wrk duration per run")
     p.add_argument("--reps", type=int, default=3, help="alternating rounds per comparison")
     p.add_argument("--conns", type=int, nargs="+", default=[1, 32], help="connection counts")
-    scenarios = ["hello", "identity", "logging", "seed", "swap", "startup", "attack", "store", "scale", "baseline"]
+    scenarios = ["hello", "identity", "logging", "seed", "swap", "startup", "attack", "store", "scale", "cluster",
+                 "baseline"]
     p.add_argument("--only", nargs="+", default=scenarios[:-1], choices=scenarios, metavar="SCENARIO",
                    help=f"scenarios to run, of: {' '.join(scenarios)}")
     p.add_argument("--flask-workers", type=int, default=2, help="gunicorn workers per Flask service")
@@ -1038,7 +1119,7 @@ def main():
     # Installed before anything is measured, so no run waits on an install.
     for ensure in dict.fromkeys(e for name in args.only for e in PEERS.get(name, [])):
         ensure()
-    results, startup, swap, attack, store, scale = [], None, None, None, None, None
+    results, startup, swap, attack, store, scale, cluster = [], None, None, None, None, None, None
     with tempfile.TemporaryDirectory(prefix="hms-bench-") as tmp:
         for name in args.only:
             print(f"== {name}", flush=True)
@@ -1052,6 +1133,8 @@ def main():
                 store = bench_store(results, tmp, args)
             elif name == "scale":
                 scale = bench_scale(tmp, args)
+            elif name == "cluster":
+                cluster = bench_cluster(results, tmp, args)
             else:
                 {"hello": bench_hello, "identity": bench_identity, "logging": bench_logging,
                  "seed": bench_seed, "baseline": bench_baseline}[name](results, tmp, args)
@@ -1066,7 +1149,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{now}.json"), "w") as f:
         json.dump({"meta": meta, "results": results, "startup": startup, "swap": swap, "attack": attack,
-                   "store": store, "scale": scale}, f, indent=1)
+                   "store": store, "scale": scale, "cluster": cluster}, f, indent=1)
     table = markdown(results, startup, swap, meta, attack, store, scale)
     with open(os.path.join(args.out, "latest.md"), "w") as f:
         f.write(table)

@@ -76,10 +76,15 @@ pub async fn run(
         auth: Arc::new(auth),
         audit: audit.clone(),
         registry: Arc::new(registry),
-        stores: Arc::new(Stores::new(&data_dir.join("stores"), {
+        stores: Arc::new({
             let sandbox = config.sandbox.clone();
-            Box::new(move |service| sandbox.store_quota(service))
-        })),
+            let quota_of = Box::new(move |service: &str| sandbox.store_quota(service));
+            match &cluster {
+                // Every service's data is shared by the hosts of the cluster.
+                Some(cluster) => Stores::postgres(cluster.pool(), quota_of),
+                None => Stores::new(&data_dir.join("stores"), quota_of),
+            }
+        }),
         host: Arc::new(host),
         cluster: cluster.clone(),
     };

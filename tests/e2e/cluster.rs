@@ -225,7 +225,7 @@ fn a_schema_newer_than_this_host_knows_is_refused_naming_both_versions() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("has schema version 999, newer than this hms-host knows (1)"),
+        stderr.contains("has schema version 999, newer than this hms-host knows (2)"),
         "{stderr}"
     );
 }
@@ -239,4 +239,89 @@ fn a_standalone_host_lists_itself() {
     assert_eq!(seen[0].url, host.url());
     let again = std::fs::read_to_string(host.data_dir.join("host-id")).unwrap();
     assert_eq!(again.trim(), seen[0].id, "the generated id is kept");
+}
+
+#[test]
+fn every_services_store_is_shared_by_the_hosts_atomically() {
+    let url = fresh_database("stores");
+    let hosts: Vec<Host> = ["h1", "h2", "h3"]
+        .iter()
+        .map(|id| {
+            Host::start_with(
+                &[component("store_probe")],
+                &temp_dir(id),
+                &cluster_flags(&url, id),
+            )
+        })
+        .collect();
+    let op = |host: &Host, body: serde_json::Value| {
+        let r = host.post("/store-probe/op", &body);
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body
+    };
+
+    // 3 hosts x 4 clients x 25 increments of one key, at once.
+    const CLIENTS: usize = 4;
+    const EACH: usize = 25;
+    std::thread::scope(|s| {
+        for host in &hosts {
+            for _ in 0..CLIENTS {
+                s.spawn(|| {
+                    for _ in 0..EACH {
+                        op(
+                            host,
+                            serde_json::json!({"op": "increment", "key": "n", "delta": 1}),
+                        );
+                    }
+                });
+            }
+        }
+    });
+    let total = (hosts.len() * CLIENTS * EACH).to_string();
+    for host in &hosts {
+        let v = op(host, serde_json::json!({"op": "get", "key": "n"}));
+        assert_eq!(
+            v["value"],
+            total.as_str(),
+            "every host sees every increment"
+        );
+    }
+
+    // Of many concurrent compare-and-swaps from absent, exactly one wins.
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for (i, host) in hosts.iter().enumerate() {
+            for j in 0..4 {
+                let wins = &wins;
+                s.spawn(move || {
+                    let v = op(
+                        host,
+                        serde_json::json!({"op": "cas", "key": "leader", "expected": null, "value": format!("{i}-{j}")}),
+                    );
+                    if v["swapped"] == true {
+                        wins.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        }
+    });
+    assert_eq!(wins.load(Ordering::Relaxed), 1);
+
+    // Written on one host, listed in byte order on another.
+    for key in ["b", "a", "B"] {
+        op(
+            &hosts[0],
+            serde_json::json!({"op": "set", "key": format!("k/{key}"), "value": "1"}),
+        );
+    }
+    let page = op(
+        &hosts[2],
+        serde_json::json!({"op": "list", "prefix": "k/", "limit": 2}),
+    );
+    assert_eq!(page["keys"], serde_json::json!(["k/B", "k/a"]));
+    let rest = op(
+        &hosts[1],
+        serde_json::json!({"op": "list", "prefix": "k/", "cursor": page["next"], "limit": 2}),
+    );
+    assert_eq!(rest["keys"], serde_json::json!(["k/b"]));
 }

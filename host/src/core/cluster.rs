@@ -252,6 +252,12 @@ impl Cluster {
             .collect())
     }
 
+    /// The connections to the cluster database, for the capabilities kept
+    /// there (stores, ...).
+    pub fn pool(&self) -> Pool {
+        self.pool.clone()
+    }
+
     /// This host's id.
     pub fn host_id(&self) -> &str {
         &self.host_id

@@ -12,6 +12,8 @@
 //! pass the service's quota; key and value sizes are checked here, before
 //! anything reaches the backend.
 
+mod plan;
+pub mod postgres;
 pub mod sqlite;
 
 use serde::{Deserialize, Serialize};
@@ -111,22 +113,41 @@ pub type QuotaOf = Box<dyn Fn(&str) -> Quota + Send + Sync>;
 
 /// Every service's store; opens each on first use.
 pub struct Stores {
-    dir: PathBuf,
+    place: Place,
     quota_of: QuotaOf,
     open: Mutex<HashMap<String, Arc<Db>>>,
 }
 
+/// Where the stores are kept.
+enum Place {
+    /// A SQLite file per service in this directory (standalone).
+    Sqlite(PathBuf),
+    /// The cluster database, shared by every host.
+    Postgres(deadpool_postgres::Pool),
+}
+
 impl Stores {
-    /// Stores under `dir`; `quota_of` gives each service's limits.
+    /// Stores under `dir`, a SQLite file each; `quota_of` gives each
+    /// service's limits.
     pub fn new(dir: &Path, quota_of: QuotaOf) -> Stores {
         Stores {
-            dir: dir.to_path_buf(),
+            place: Place::Sqlite(dir.to_path_buf()),
             quota_of,
             open: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The database of `service` (a validated service name).
+    /// Stores in the cluster database of `pool`.
+    pub fn postgres(pool: deadpool_postgres::Pool, quota_of: QuotaOf) -> Stores {
+        Stores {
+            place: Place::Postgres(pool),
+            quota_of,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The store of `service` (a validated service name). With the cluster
+    /// backend, call it within the tokio runtime.
     pub fn of(&self, service: &str) -> Result<Arc<Db>, StoreError> {
         crate::core::names::validate_service_name(service)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -135,11 +156,16 @@ impl Stores {
             return Ok(db.clone());
         }
         let quota = (self.quota_of)(service);
-        let backend = sqlite::SqliteStore::open(&self.dir.join(format!("{service}.db")), quota)?;
-        let db = Arc::new(Db {
-            backend: Box::new(backend),
-            quota,
-        });
+        let backend: Box<dyn Backend> = match &self.place {
+            Place::Sqlite(dir) => Box::new(sqlite::SqliteStore::open(
+                &dir.join(format!("{service}.db")),
+                quota,
+            )?),
+            Place::Postgres(pool) => {
+                Box::new(postgres::PgStore::open(pool.clone(), service, quota))
+            }
+        };
+        let db = Arc::new(Db { backend, quota });
         open.insert(service.to_string(), db.clone());
         Ok(db)
     }
@@ -366,33 +392,120 @@ mod tests {
     use super::*;
     use crate::base::testdir::TempDir;
 
-    fn stores(dir: &TempDir, total: u64) -> Stores {
-        let quota = Quota {
-            total,
-            key: 32,
-            value: 64,
-        };
-        Stores::new(dir.path(), Box::new(move |_| quota))
+    // One conformance suite, run against every backend: each test below
+    // runs once on SQLite and once on the tests' PostgreSQL (`HMS_TEST_PG`,
+    // which `scripts/test.sh` starts).
+
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Sqlite,
+        Postgres,
     }
 
-    #[tokio::test]
-    async fn services_have_separate_databases() {
-        let dir = TempDir::new("stores");
-        let s = stores(&dir, 1 << 20);
+    /// Where one test keeps its stores: a fresh directory, or a fresh
+    /// database on the tests' PostgreSQL server.
+    enum Fixture {
+        Sqlite(TempDir),
+        Postgres(deadpool_postgres::Pool),
+    }
+
+    impl Fixture {
+        async fn new(kind: Kind) -> Fixture {
+            match kind {
+                Kind::Sqlite => Fixture::Sqlite(TempDir::new("stores")),
+                Kind::Postgres => Fixture::Postgres(fresh_database().await),
+            }
+        }
+
+        /// Stores on this fixture (again: a reopen).
+        fn stores(&self, total: u64) -> Stores {
+            let quota = Quota {
+                total,
+                key: 32,
+                value: 64,
+            };
+            match self {
+                Fixture::Sqlite(dir) => Stores::new(dir.path(), Box::new(move |_| quota)),
+                Fixture::Postgres(pool) => Stores::postgres(pool.clone(), Box::new(move |_| quota)),
+            }
+        }
+    }
+
+    async fn fresh_database() -> deadpool_postgres::Pool {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let server = std::env::var("HMS_TEST_PG").expect(
+            "the PostgreSQL store tests need HMS_TEST_PG: run scripts/test.sh, or \
+             `source scripts/pg.sh; pg_start` first",
+        );
+        let name = format!(
+            "u_store_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let (client, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+            .await
+            .expect("connect to HMS_TEST_PG");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+        let target = crate::base::postgres::Target::parse(&url).unwrap();
+        let pool = crate::base::postgres::connect(&target).await.unwrap();
+        crate::base::postgres::migrate(&pool, &target)
+            .await
+            .unwrap();
+        pool
+    }
+
+    /// Each test, on each backend.
+    macro_rules! on_every_backend {
+        ($($test:ident),* $(,)?) => {
+            mod on_sqlite {
+                $(#[tokio::test]
+                async fn $test() {
+                    super::$test(super::Kind::Sqlite).await
+                })*
+            }
+            mod on_postgres {
+                $(#[tokio::test]
+                async fn $test() {
+                    super::$test(super::Kind::Postgres).await
+                })*
+            }
+        };
+    }
+
+    on_every_backend!(
+        services_have_separate_databases,
+        cas_and_increment_are_atomic_and_checked,
+        concurrent_increments_all_count,
+        sizes_and_quota_are_enforced_and_freed_space_reused,
+        keys_are_listed_by_prefix_in_pages,
+        keys_sort_by_bytes,
+        export_and_import_round_trip_all_or_nothing,
+    );
+
+    async fn services_have_separate_databases(kind: Kind) {
+        let place = Fixture::new(kind).await;
+        let s = place.stores(1 << 20);
         let a = s.of("a-service").unwrap();
         let b = s.of("b-service").unwrap();
         a.set("k".into(), b"from a".to_vec()).await.unwrap();
         assert_eq!(b.get("k").await.unwrap(), None);
         b.set("k".into(), b"from b".to_vec()).await.unwrap();
         assert_eq!(a.get("k").await.unwrap().unwrap(), b"from a");
-        assert!(dir.path().join("a-service.db").is_file());
+        if let Fixture::Sqlite(dir) = &place {
+            assert!(dir.path().join("a-service.db").is_file());
+        }
         assert!(s.of("../etc").is_err());
     }
 
-    #[tokio::test]
-    async fn cas_and_increment_are_atomic_and_checked() {
-        let dir = TempDir::new("stores");
-        let db = stores(&dir, 1 << 20).of("svc").unwrap();
+    async fn cas_and_increment_are_atomic_and_checked(kind: Kind) {
+        let place = Fixture::new(kind).await;
+        let db = place.stores(1 << 20).of("svc").unwrap();
         assert!(
             db.compare_and_swap("k".into(), None, b"1".to_vec())
                 .await
@@ -431,10 +544,9 @@ mod tests {
         assert!(!db.delete("k".into()).await.unwrap());
     }
 
-    #[tokio::test]
-    async fn concurrent_increments_all_count() {
-        let dir = TempDir::new("stores");
-        let db = stores(&dir, 1 << 20).of("svc").unwrap();
+    async fn concurrent_increments_all_count(kind: Kind) {
+        let place = Fixture::new(kind).await;
+        let db = place.stores(1 << 20).of("svc").unwrap();
         let tasks: Vec<_> = (0..32)
             .map(|_| {
                 let db = db.clone();
@@ -447,10 +559,9 @@ mod tests {
         assert_eq!(db.get("n").await.unwrap().unwrap(), b"32");
     }
 
-    #[tokio::test]
-    async fn sizes_and_quota_are_enforced_and_freed_space_reused() {
-        let dir = TempDir::new("stores");
-        let db = stores(&dir, 100).of("svc").unwrap();
+    async fn sizes_and_quota_are_enforced_and_freed_space_reused(kind: Kind) {
+        let place = Fixture::new(kind).await;
+        let db = place.stores(100).of("svc").unwrap();
         assert!(matches!(
             db.set(String::new(), vec![]).await,
             Err(StoreError::InvalidKey(_))
@@ -474,17 +585,16 @@ mod tests {
         db.set("b".into(), vec![0; 60]).await.unwrap();
         // The accounting survives a reopen.
         drop(db);
-        let db = stores(&dir, 100).of("svc").unwrap();
+        let db = place.stores(100).of("svc").unwrap();
         assert_eq!(
             db.set("c".into(), vec![0; 60]).await,
             Err(StoreError::QuotaExceeded(100))
         );
     }
 
-    #[tokio::test]
-    async fn keys_are_listed_by_prefix_in_pages() {
-        let dir = TempDir::new("stores");
-        let db = stores(&dir, 1 << 20).of("svc").unwrap();
+    async fn keys_are_listed_by_prefix_in_pages(kind: Kind) {
+        let place = Fixture::new(kind).await;
+        let db = place.stores(1 << 20).of("svc").unwrap();
         for k in ["a", "c/1", "c/2", "c/3", "c0", "d"] {
             db.set(k.into(), b"x".to_vec()).await.unwrap();
         }
@@ -505,10 +615,9 @@ mod tests {
         assert!(db.list_keys("", None, 0).await.is_err());
     }
 
-    #[tokio::test]
-    async fn export_and_import_round_trip_all_or_nothing() {
-        let dir = TempDir::new("stores");
-        let s = stores(&dir, 1 << 20);
+    async fn export_and_import_round_trip_all_or_nothing(kind: Kind) {
+        let place = Fixture::new(kind).await;
+        let s = place.stores(1 << 20);
         let a = s.of("a").unwrap();
         a.set("text".into(), b"{\"status\":\"active\"}".to_vec())
             .await
@@ -524,5 +633,19 @@ mod tests {
         let err = s.of("c").unwrap().import(bad).await.unwrap_err();
         assert!(err.to_string().starts_with("line 2:"), "{err}");
         assert_eq!(s.of("c").unwrap().get("x").await.unwrap(), None);
+    }
+
+    /// Cursors and prefixes mean the same on every backend: byte order.
+    async fn keys_sort_by_bytes(kind: Kind) {
+        let place = Fixture::new(kind).await;
+        let db = place.stores(1 << 20).of("svc").unwrap();
+        for key in ["b", "B", "a", "é", "a-", "a_", "Z", "~"] {
+            db.set(key.into(), b"1".to_vec()).await.unwrap();
+        }
+        let page = db.list_keys("", None, 100).await.unwrap();
+        let mut by_bytes = page.keys.clone();
+        by_bytes.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        assert_eq!(page.keys, by_bytes);
+        assert_eq!(page.keys, ["B", "Z", "a", "a-", "a_", "b", "~", "é"]);
     }
 }

@@ -5,10 +5,12 @@
 //! bytes in use are accounted there, so quotas are exact. Reads use a
 //! separate connection and see every write already answered.
 
+use super::plan::{Plan, plan};
 use super::{Backend, BoxFuture, Done, Entry, Quota, StoreError, Write};
 use crate::base::sqlite;
 use crate::base::sync::lock;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, mpsc};
 use tokio::sync::oneshot;
@@ -146,26 +148,42 @@ impl Writer {
     /// Applies a batch in one transaction; answers each job after the commit,
     /// or every job with the error if the transaction fails.
     fn commit(&mut self, batch: Vec<Job>) {
-        let used_before = self.used;
         let quota = self.quota;
-        let outcomes = (|| -> rusqlite::Result<Vec<Result<Done, StoreError>>> {
+        let used = self.used;
+        let planned = (|| -> rusqlite::Result<Plan> {
             let txn = self.conn.transaction()?;
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for job in &batch {
-                outcomes.push(apply(&txn, &mut self.used, quota, &job.write)?);
+            let mut values = BTreeMap::new();
+            for key in batch.iter().flat_map(|job| job.write.keys()) {
+                if !values.contains_key(key) {
+                    let value = txn
+                        .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
+                        .query_row([key], |r| r.get(0))
+                        .optional()?;
+                    values.insert(key.to_string(), value);
+                }
+            }
+            let plan = plan(batch.iter().map(|job| &job.write), values, used, quota);
+            for (key, value) in &plan.changes {
+                match value {
+                    Some(value) => txn
+                        .prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")?
+                        .execute(params![key, value])?,
+                    None => txn
+                        .prepare_cached("DELETE FROM kv WHERE key = ?1")?
+                        .execute([key])?,
+                };
             }
             txn.commit()?;
-            Ok(outcomes)
+            Ok(plan)
         })();
-        match outcomes {
-            Ok(outcomes) => {
-                for (job, outcome) in batch.into_iter().zip(outcomes) {
+        match planned {
+            Ok(plan) => {
+                self.used = plan.used;
+                for (job, outcome) in batch.into_iter().zip(plan.outcomes) {
                     let _ = job.reply.send(outcome);
                 }
             }
             Err(e) => {
-                // Rolled back: so is the accounting.
-                self.used = used_before;
                 tracing::error!("store commit failed: {e}");
                 for job in batch {
                     let _ = job.reply.send(Err(StoreError::Unavailable(e.to_string())));
@@ -173,103 +191,4 @@ impl Writer {
             }
         }
     }
-}
-
-/// Applies one write inside `txn`. An outer `Err` is a database failure
-/// (the batch fails); an inner one is this write's own refusal.
-fn apply(
-    txn: &rusqlite::Transaction<'_>,
-    used: &mut u64,
-    quota: Quota,
-    write: &Write,
-) -> rusqlite::Result<Result<Done, StoreError>> {
-    let current = |key: &str| -> rusqlite::Result<Option<Vec<u8>>> {
-        txn.prepare_cached("SELECT value FROM kv WHERE key = ?1")?
-            .query_row([key], |r| r.get(0))
-            .optional()
-    };
-    // The bytes in use after replacing `old` (if any) by `new` (if any).
-    let after = |used: u64, key: &str, old: Option<&[u8]>, new: Option<&[u8]>| -> u64 {
-        let size = |v: Option<&[u8]>| v.map_or(0, |v| (key.len() + v.len()) as u64);
-        used - size(old) + size(new)
-    };
-    let put = |key: &str, value: &[u8]| -> rusqlite::Result<()> {
-        txn.prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")?
-            .execute(params![key, value])
-            .map(|_| ())
-    };
-    let mut store = |key: &str, old: Option<Vec<u8>>, new: &[u8]| -> rusqlite::Result<bool> {
-        let next = after(*used, key, old.as_deref(), Some(new));
-        if next > quota.total && next > *used {
-            return Ok(false);
-        }
-        put(key, new)?;
-        *used = next;
-        Ok(true)
-    };
-    let over = Err(StoreError::QuotaExceeded(quota.total));
-    Ok(match write {
-        Write::Set(key, value) => {
-            let old = current(key)?;
-            if store(key, old, value)? {
-                Ok(Done::Unit)
-            } else {
-                over
-            }
-        }
-        Write::Delete(key) => {
-            let old = current(key)?;
-            if old.is_some() {
-                txn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
-                    .execute([key])?;
-                *used = after(*used, key, old.as_deref(), None);
-            }
-            Ok(Done::Bool(old.is_some()))
-        }
-        Write::Cas(key, expected, value) => {
-            let old = current(key)?;
-            if old != *expected {
-                Ok(Done::Bool(false))
-            } else if store(key, old, value)? {
-                Ok(Done::Bool(true))
-            } else {
-                over
-            }
-        }
-        Write::Increment(key, delta) => {
-            let old = current(key)?;
-            let base = match &old {
-                None => Some(0),
-                Some(v) => std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<i64>().ok()),
-            };
-            match base.and_then(|b| b.checked_add(*delta)) {
-                None => Err(StoreError::NotANumber),
-                Some(sum) => {
-                    if store(key, old, sum.to_string().as_bytes())? {
-                        Ok(Done::Int(sum))
-                    } else {
-                        over
-                    }
-                }
-            }
-        }
-        Write::Import(records) => {
-            // All or nothing: check the total first, then write.
-            let mut next = *used;
-            for (key, value) in records {
-                next = after(next, key, current(key)?.as_deref(), Some(value));
-            }
-            if next > quota.total && next > *used {
-                over
-            } else {
-                for (key, value) in records {
-                    put(key, value)?;
-                }
-                *used = next;
-                Ok(Done::Count(records.len()))
-            }
-        }
-    })
 }

@@ -1,0 +1,229 @@
+//! The cluster store backend: every service's records in PostgreSQL
+//! (`store_records`, `store_usage`; see `host/migrations`), shared by all
+//! hosts. Each host runs one writer task per service that takes every write
+//! queued at that moment into one transaction (group commit), after locking
+//! the service's usage row: one service's writes are serialised across
+//! hosts, so compare-and-swap and increment are atomic and quotas exact,
+//! and a write is answered only once its transaction has committed. A
+//! connection lost during a commit leaves its outcome unknown: the writes
+//! are answered `unavailable`, never as done.
+
+use super::plan::plan;
+use super::{Backend, BoxFuture, Done, Entry, Quota, StoreError, Write};
+use crate::base::postgres::error_text;
+use deadpool_postgres::Pool;
+use std::collections::BTreeMap;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+struct Job {
+    write: Write,
+    reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+/// One service's records in the cluster database.
+pub struct PgStore {
+    service: String,
+    pool: Pool,
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+impl PgStore {
+    /// The store of `service` in `pool`'s database, and its writer task
+    /// (which ends when the store is dropped). Must be called within the
+    /// tokio runtime.
+    pub fn open(pool: Pool, service: &str, quota: Quota) -> PgStore {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = Writer {
+            pool: pool.clone(),
+            service: service.to_string(),
+            quota,
+        };
+        tokio::spawn(writer.run(rx));
+        PgStore {
+            service: service.to_string(),
+            pool,
+            tx,
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| unavailable(error_text(&e)))
+    }
+}
+
+fn unavailable(why: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("cluster database: {why}"))
+}
+
+impl Backend for PgStore {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT value FROM store_records WHERE service = $1 AND key = $2",
+                    &[&self.service, &key],
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn write(&self, write: Write) -> BoxFuture<'_, Result<Done, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.tx.send(Job { write, reply });
+        Box::pin(async move {
+            let gone = || StoreError::Unavailable("the store's writer has stopped".into());
+            sent.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        })
+    }
+
+    fn keys_from<'a>(
+        &'a self,
+        start: &'a str,
+        after: bool,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let sql = if after {
+                "SELECT key FROM store_records WHERE service = $1 AND key > $2 ORDER BY key LIMIT $3"
+            } else {
+                "SELECT key FROM store_records WHERE service = $1 AND key >= $2 ORDER BY key LIMIT $3"
+            };
+            let rows = client
+                .query(sql, &[&self.service, &start, &i64::from(limit)])
+                .await
+                .map_err(unavailable)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn records(&self) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT key, value FROM store_records WHERE service = $1 ORDER BY key",
+                    &[&self.service],
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+}
+
+/// Commits one service's writes, batch by batch.
+struct Writer {
+    pool: Pool,
+    service: String,
+    quota: Quota,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            match self.commit(&batch).await {
+                Ok(outcomes) => {
+                    for (job, outcome) in batch.into_iter().zip(outcomes) {
+                        let _ = job.reply.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("store commit for {} failed: {e}", self.service);
+                    for job in batch {
+                        let _ = job.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, batch: &[Job]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| unavailable(error_text(&e)))?;
+        let txn = client.transaction().await.map_err(unavailable)?;
+        txn.execute(
+            "INSERT INTO store_usage (service, used) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+            &[&self.service],
+        )
+        .await
+        .map_err(unavailable)?;
+        // The lock that serialises this service's writes across hosts.
+        let used: i64 = txn
+            .query_one(
+                "SELECT used FROM store_usage WHERE service = $1 FOR UPDATE",
+                &[&self.service],
+            )
+            .await
+            .map_err(unavailable)?
+            .get(0);
+        let mut values: BTreeMap<String, Option<Vec<u8>>> = batch
+            .iter()
+            .flat_map(|job| job.write.keys())
+            .map(|k| (k.to_string(), None))
+            .collect();
+        let keys: Vec<&str> = values.keys().map(String::as_str).collect();
+        let rows = txn
+            .query(
+                "SELECT key, value FROM store_records WHERE service = $1 AND key = ANY($2)",
+                &[&self.service, &keys],
+            )
+            .await
+            .map_err(unavailable)?;
+        for row in rows {
+            values.insert(row.get(0), Some(row.get(1)));
+        }
+        let plan = plan(
+            batch.iter().map(|job| &job.write),
+            values,
+            used as u64,
+            self.quota,
+        );
+        let upsert = txn
+            .prepare_cached(
+                "INSERT INTO store_records (service, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (service, key) DO UPDATE SET value = EXCLUDED.value",
+            )
+            .await
+            .map_err(unavailable)?;
+        let delete = txn
+            .prepare_cached("DELETE FROM store_records WHERE service = $1 AND key = $2")
+            .await
+            .map_err(unavailable)?;
+        for (key, value) in &plan.changes {
+            match value {
+                Some(value) => txn.execute(&upsert, &[&self.service, key, value]).await,
+                None => txn.execute(&delete, &[&self.service, key]).await,
+            }
+            .map_err(unavailable)?;
+        }
+        txn.execute(
+            "UPDATE store_usage SET used = $2 WHERE service = $1",
+            &[&self.service, &(plan.used as i64)],
+        )
+        .await
+        .map_err(unavailable)?;
+        txn.commit().await.map_err(unavailable)?;
+        Ok(plan.outcomes)
+    }
+}
