@@ -23,7 +23,6 @@ a private PostgreSQL, against a standalone host: the seed flow and store
 calls; time from kill -9 of a host to its leaving discovery).
 """
 import argparse
-import glob
 import collections
 import concurrent.futures
 import datetime
@@ -921,16 +920,12 @@ def bench_store(results, tmp, args):
 def start_pg(tmp):
     """A private PostgreSQL (scripts/pg.sh) for the cluster scenario: its
     URL and a function that stops it."""
-    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg.sh")], capture_output=True, text=True, check=True)
-    url = out.stdout.strip().splitlines()[-1]
-    data = re.search(r"\(data in (\S+)\)", out.stderr).group(1)
-    pg_bin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
-    owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    pg = os.path.join(ROOT, "scripts", "pg.sh")
+    out = subprocess.run(["bash", pg, "start"], capture_output=True, text=True, check=True)
+    url, data = out.stdout.split()[:2]
 
     def stop():
-        subprocess.run(owner + [os.path.join(pg_bin, "pg_ctl"), "-D", os.path.join(data, "data"), "-m", "fast",
-                                "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+        subprocess.run(["bash", pg, "stop", data], capture_output=True)
     return url, stop
 
 

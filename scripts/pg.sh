@@ -5,8 +5,11 @@
 #   source scripts/pg.sh; pg_start    # sets HMS_TEST_PG=postgres://hms@127.0.0.1:PORT/hms
 #   ...; pg_stop
 #
-# or `scripts/pg.sh` alone: starts one and prints its URL (stop it with
-# `pg_ctl -D DIR/data stop`, DIR as printed). Installs Debian's postgresql
+# or as a command: `scripts/pg.sh` (or `scripts/pg.sh start`) starts one and
+# prints its URL, then its directory on a second line; `scripts/pg.sh kill
+# DIR` kills its postmaster with SIGKILL (a crash), `scripts/pg.sh restart
+# DIR` starts it again on the same port, `scripts/pg.sh stop DIR` stops it
+# and removes DIR. Installs Debian's postgresql
 # package when the server binaries are missing. PostgreSQL refuses to run as
 # root, so as root the server runs as the `postgres` user.
 
@@ -37,14 +40,24 @@ pg_start() {
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     pg_as_owner "$bin/initdb" -D "$PG_DIR/data" -A trust -U hms >"$PG_DIR/initdb.log" 2>&1 ||
         { cat "$PG_DIR/initdb.log" >&2; return 1; }
-    pg_as_owner "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -o \
-        "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DIR -c max_connections=200 -c fsync=on" \
-        start >/dev/null || { cat "$PG_DIR/log" >&2; return 1; }
+    echo "$port" >"$PG_DIR/port"
+    echo "$bin" >"$PG_DIR/bin"
+    pg_run "$PG_DIR" || return 1
     "$bin/psql" -q -h 127.0.0.1 -p "$port" -U hms -d postgres -c 'CREATE DATABASE hms' >/dev/null
     PG_BIN=$bin
     export HMS_TEST_PG="postgres://hms@127.0.0.1:$port/hms"
     export HMS_TEST_PG_BIN=$bin
     echo "PostgreSQL for the tests: $HMS_TEST_PG (data in $PG_DIR)" >&2
+}
+
+# Starts the server kept in $1 (again) on its port.
+pg_run() {
+    local dir=$1 port bin
+    port=$(cat "$dir/port")
+    bin=$(cat "$dir/bin")
+    pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o \
+        "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200 -c fsync=on" \
+        start >/dev/null || { cat "$dir/log" >&2; return 1; }
 }
 
 pg_stop() {
@@ -56,6 +69,11 @@ pg_stop() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     set -euo pipefail
-    pg_start
-    echo "$HMS_TEST_PG"
+    case "${1:-start}" in
+        start) pg_start; echo "$HMS_TEST_PG"; echo "$PG_DIR" ;;
+        kill) kill -9 "$(head -1 "$2/data/postmaster.pid")" ;;
+        restart) rm -f "$2/data/postmaster.pid" "$2"/.s.PGSQL.*; pg_run "$2" ;;
+        stop) PG_DIR=$2 PG_BIN=$(cat "$2/bin") pg_stop ;;
+        *) echo "usage: scripts/pg.sh [start | kill DIR | restart DIR | stop DIR]" >&2; exit 2 ;;
+    esac
 fi

@@ -40,11 +40,8 @@ pub async fn run(
         token_ttl: config.token_ttl,
         issuer: ISSUER.to_string(),
     };
-    // Auth creates the data directory (owner-only) when it is missing.
-    let auth = Auth::open(data_dir, auth_config)
-        .with_context(|| format!("opening Core auth in {}", data_dir.display()))?;
-    let audit = AuditLog::open_with(&data_dir.join("audit.db"), config.audit_durability)
-        .context("opening the audit log")?;
+    crate::base::files::create_private_dir(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let addr = listener.local_addr()?;
     let host_id = cluster::host_id(
         data_dir,
@@ -64,6 +61,17 @@ pub async fn run(
         )),
         None => None,
     };
+    // In a cluster, API keys, revocations, the pepper and the admin
+    // credential are the cluster's; this host's signing key stays local.
+    let auth = match &cluster {
+        Some(cluster) => Auth::open_cluster(data_dir, auth_config, cluster).await?,
+        None => Auth::open(data_dir, auth_config)
+            .with_context(|| format!("opening Core auth in {}", data_dir.display()))?,
+    };
+    let auth = Arc::new(auth);
+    let audit = AuditLog::open_with(&data_dir.join("audit.db"), config.audit_durability)
+        .context("opening the audit log")?;
+    let auth_sync = cluster.as_ref().map(|_| auth.spawn_sync());
     let registry = Registry::new(addr);
     let engine = WasmEngine::new(
         config.max_instances,
@@ -73,7 +81,7 @@ pub async fn run(
     )
     .context("starting wasmtime")?;
     let core = Core {
-        auth: Arc::new(auth),
+        auth: auth.clone(),
         audit: audit.clone(),
         registry: Arc::new(registry),
         stores: Arc::new({
@@ -166,6 +174,9 @@ pub async fn run(
     app.set_ready();
     tracing::info!("serving {}", runtime.service_names().join(", "));
     server.await?;
+    if let Some(sync) = auth_sync {
+        sync.abort();
+    }
     if let (Some(cluster), Some(heartbeat)) = (&cluster, heartbeat) {
         heartbeat.abort();
         cluster.leave().await;

@@ -4,6 +4,7 @@
 //! time, and bad cluster settings stop the start with a message.
 
 use crate::common::*;
+use hms_host::cli::client::JsonResponse;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -225,7 +226,7 @@ fn a_schema_newer_than_this_host_knows_is_refused_naming_both_versions() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("has schema version 999, newer than this hms-host knows (2)"),
+        stderr.contains("has schema version 999, newer than this hms-host knows (3)"),
         "{stderr}"
     );
 }
@@ -324,4 +325,287 @@ fn every_services_store_is_shared_by_the_hosts_atomically() {
         serde_json::json!({"op": "list", "prefix": "k/", "cursor": page["next"], "limit": 2}),
     );
     assert_eq!(rest["keys"], serde_json::json!(["k/b"]));
+}
+
+/// A PostgreSQL of one test's own (`scripts/pg.sh`), to crash and restart
+/// without disturbing the others; removed on drop.
+struct OwnPostgres {
+    url: String,
+    dir: String,
+}
+
+impl OwnPostgres {
+    fn start() -> OwnPostgres {
+        let out = Command::new(root().join("scripts/pg.sh"))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines = text.lines();
+        OwnPostgres {
+            url: lines.next().unwrap().to_string(),
+            dir: lines.next().unwrap().to_string(),
+        }
+    }
+
+    fn pg(&self, what: &str) {
+        let out = Command::new(root().join("scripts/pg.sh"))
+            .args([what, &self.dir])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg.sh {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("scripts/pg.sh"))
+            .args(["stop", &self.dir])
+            .output();
+    }
+}
+
+fn probe(host: &Host, body: serde_json::Value) -> JsonResponse {
+    block_on(
+        host.client()
+            .send(http::Method::POST, "/store-probe/op", Some(&body), &[]),
+    )
+    .unwrap()
+}
+
+#[test]
+fn acknowledged_store_writes_survive_kill_9_of_postgres() {
+    let pg = OwnPostgres::start();
+    let host = Host::start_with(
+        &[component("store_probe")],
+        &temp_dir("pg-crash"),
+        &cluster_flags(&pg.url, "h1"),
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acknowledged = std::sync::Mutex::new(Vec::new());
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for client in 0..4 {
+            let (host, stop, acknowledged, refused) = (&host, &stop, &acknowledged, &refused);
+            s.spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("k-{client}-{i}");
+                    let r = probe(
+                        host,
+                        serde_json::json!({"op": "set", "key": key, "value": "v"}),
+                    );
+                    if r.status == 200 {
+                        acknowledged.lock().unwrap().push(key);
+                    } else {
+                        // Never a false "done": a store error naming it.
+                        assert_eq!(r.status, 409, "{:?}", r.body);
+                        assert_eq!(r.body["kind"], "unavailable", "{:?}", r.body);
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += 1;
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        pg.pg("kill");
+        std::thread::sleep(Duration::from_millis(700));
+        pg.pg("restart");
+        std::thread::sleep(Duration::from_millis(700));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let acknowledged = acknowledged.into_inner().unwrap();
+    assert!(
+        acknowledged.len() > 20,
+        "writes went through: {}",
+        acknowledged.len()
+    );
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "some writes met the crash"
+    );
+    for key in &acknowledged {
+        let r = probe(&host, serde_json::json!({"op": "get", "key": key}));
+        assert_eq!(
+            r.body["value"], "v",
+            "acknowledged write {key} is there after the crash"
+        );
+    }
+}
+
+#[test]
+fn with_postgres_down_nobody_is_evicted_and_serving_resumes_when_it_is_back() {
+    let pg = OwnPostgres::start();
+    let start = |id: &str| {
+        Host::start_with(
+            &[component("store_probe"), component("hello")],
+            &temp_dir(id),
+            &cluster_flags(&pg.url, id),
+        )
+    };
+    let (h1, h2) = (start("h1"), start("h2"));
+    assert_eq!(
+        probe(
+            &h1,
+            serde_json::json!({"op": "set", "key": "k", "value": "1"})
+        )
+        .status,
+        200
+    );
+
+    pg.pg("kill");
+    // Longer than a lease: nobody can judge, so nobody is declared dead.
+    std::thread::sleep(Duration::from_millis(LEASE_MS + 500));
+    let r = probe(&h2, serde_json::json!({"op": "get", "key": "k"}));
+    assert_eq!(
+        (r.status.as_u16(), r.body["kind"].as_str()),
+        (409, Some("unavailable"))
+    );
+    let status =
+        block_on(
+            h1.admin()
+                .send(http::Method::GET, hms_host::api::paths::CLUSTER, None, &[]),
+        )
+        .unwrap();
+    assert_eq!(status.status, 503, "{:?}", status.body);
+    assert_eq!(status.body["code"], "unavailable");
+    // What needs no database keeps working.
+    let hello = block_on(h2.client().send(http::Method::GET, "/hello/", None, &[])).unwrap();
+    assert_eq!(hello.status, 200);
+
+    pg.pg("restart");
+    // No host restarted: both come back alive and the store serves again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ok = block_on(h1.admin().cluster())
+            .map(|s| s.hosts.len() == 2 && s.hosts.iter().all(|h| h.alive))
+            .unwrap_or(false);
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the hosts did not come back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = probe(&h2, serde_json::json!({"op": "get", "key": "k"}));
+    assert_eq!(r.body["value"], "1");
+}
+
+fn verify_on(host: &Host, token: &str) -> JsonResponse {
+    verify_with(host, Some(&format!("Bearer {token}")))
+}
+
+#[test]
+fn keys_tokens_revocations_and_the_admin_credential_are_cluster_wide() {
+    let url = fresh_database("auth");
+    let hosts: Vec<Host> = ["h1", "h2", "h3"]
+        .iter()
+        .map(|id| Host::start_with(&seed_components(), &temp_dir(id), &cluster_flags(&url, id)))
+        .collect();
+    // One admin credential: the first host's, written to every data dir.
+    let admin = |h: &Host| std::fs::read_to_string(h.data_dir.join("admin.token")).unwrap();
+    assert_eq!(admin(&hosts[0]), admin(&hosts[1]));
+    assert_eq!(admin(&hosts[0]), admin(&hosts[2]));
+
+    // Every host publishes its signing key; each host's JWKS has them all.
+    let jwks = block_on(hosts[2].client().jwks()).unwrap();
+    assert!(jwks.keys.len() >= 3, "{jwks:?}");
+
+    // A key made on h1, exchanged on h1, verifies on h2 and h3 once they
+    // have read it (every 500 ms).
+    let key = block_on(hosts[0].admin().create_key("citizen-portal")).unwrap();
+    let token = token_for(&hosts[0], &key.api_key).body["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let created = Instant::now();
+    for host in &hosts[1..] {
+        let r = loop {
+            let r = verify_on(host, &token);
+            if r.status == 200 || created.elapsed() > Duration::from_secs(3) {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["status"], "verified");
+    }
+    // The key itself works on any host too.
+    assert_eq!(token_for(&hosts[2], &key.api_key).status, 200);
+
+    // Revoked on h2: within 2 s no host accepts the key or its token.
+    block_on(hosts[1].admin().revoke_key(&key.id)).unwrap();
+    let revoked = Instant::now();
+    for host in [&hosts[0], &hosts[2]] {
+        loop {
+            if verify_on(host, &token).status == 401 {
+                break;
+            }
+            assert!(
+                revoked.elapsed() < Duration::from_secs(3),
+                "revocation did not arrive"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(token_for(host, &key.api_key).status, 401);
+    }
+    let listed = block_on(hosts[2].admin().list_keys()).unwrap().keys;
+    assert!(
+        listed
+            .iter()
+            .any(|k| k.id == key.id && k.revoked_at.is_some())
+    );
+}
+
+#[test]
+fn a_host_cut_off_from_the_database_refuses_api_key_tokens_until_it_is_back() {
+    let pg = OwnPostgres::start();
+    let host = Host::start_with(
+        &seed_components(),
+        &temp_dir("fail-closed"),
+        &cluster_flags(&pg.url, "h1"),
+    );
+    let key = block_on(host.admin().create_key("citizen-portal")).unwrap();
+    let token = token_for(&host, &key.api_key).body["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(verify_on(&host, &token).status, 200);
+
+    pg.pg("kill");
+    // Past the staleness bound this host cannot know of a revocation.
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = verify_on(&host, &token);
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot confirm"),
+        "{:?}",
+        r.body
+    );
+    let r = token_for(&host, &key.api_key);
+    assert_eq!(
+        (r.status.as_u16(), r.body["code"].as_str()),
+        (503, Some("unavailable"))
+    );
+
+    pg.pg("restart");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while verify_on(&host, &token).status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the host did not accept the token again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -216,6 +216,7 @@ async fn create_key(
         .core()
         .auth
         .create_key(&req.service)
+        .await
         .map_err(auth_error)?;
     let created = CreatedKeyResponse {
         id: key.id,
@@ -229,7 +230,13 @@ async fn create_key(
 #[utoipa::path(get, path = "/_hms/keys", tag = "auth", security(("admin" = [])), responses(
     (status = 200, body = KeyList), (status = 401, body = ErrorBody)))]
 async fn list_keys(_: Admin, State(app): State<Arc<App>>) -> Result<Json<KeyList>, ApiError> {
-    let keys = app.runtime.core().auth.list_keys().map_err(auth_error)?;
+    let keys = app
+        .runtime
+        .core()
+        .auth
+        .list_keys()
+        .await
+        .map_err(auth_error)?;
     Ok(Json(KeyList { keys }))
 }
 
@@ -246,6 +253,7 @@ async fn revoke_key(
         .core()
         .auth
         .revoke_key(&id)
+        .await
         .map_err(auth_error)?;
     Ok(Json(Revoked { revoked: id }))
 }
@@ -262,6 +270,7 @@ fn auth_error(e: AuthError) -> ApiError {
             retry_after_secs: crate::core::ratelimit::retry_after_secs(retry_after),
         },
         e @ AuthError::InvalidService(_) => ApiError::BadRequest(e.to_string()),
+        e @ (AuthError::Stale | AuthError::Unavailable(_)) => ApiError::Unavailable(e.to_string()),
         other => ApiError::Internal(other.to_string()),
     }
 }

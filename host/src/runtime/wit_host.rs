@@ -79,6 +79,8 @@ fn to_wit_auth(e: AuthError) -> wit_auth::AuthError {
         AuthError::Revoked => wit_auth::AuthError::Revoked,
         AuthError::Expired => wit_auth::AuthError::Expired,
         AuthError::InvalidToken(why) => wit_auth::AuthError::InvalidToken(why),
+        // Fail closed: the host cannot tell whether the key was revoked.
+        e @ AuthError::Stale => wit_auth::AuthError::InvalidToken(e.to_string()),
         // Storage and I/O problems are the host's, not the guest's: say little.
         other => {
             tracing::error!("auth failure inside a component call: {other}");

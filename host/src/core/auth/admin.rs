@@ -27,10 +27,28 @@ pub(super) struct AdminCredential {
 impl AdminCredential {
     /// Reads the credential of `data_dir`, creating it on first use.
     pub(super) fn load_or_create(data_dir: &Path) -> io::Result<AdminCredential> {
-        let token = load_or_create_token(data_dir)?;
+        Ok(Self::of(load_or_create_token(data_dir)?))
+    }
+
+    /// The cluster's credential `token` (created by the first host that
+    /// joined), replacing this host's own in `data_dir`, so the CLI on any
+    /// host's machine and `HMS_ADMIN_TOKEN` work against every host.
+    pub(super) fn adopt(data_dir: &Path, token: String) -> io::Result<AdminCredential> {
+        let path = path(data_dir);
+        if fs::read_to_string(&path)
+            .map(|t| t.trim() == token)
+            .unwrap_or(false)
+        {
+            return Ok(Self::of(token));
+        }
+        crate::base::files::write_atomically(&path, format!("{token}\n").as_bytes())?;
+        Ok(Self::of(token))
+    }
+
+    fn of(token: String) -> AdminCredential {
         let mac = HmacSha256::new_from_slice(&random_bytes(32)).expect("any key length");
         let digest = mac_bytes(&mac, token.as_bytes());
-        Ok(AdminCredential { token, mac, digest })
+        AdminCredential { token, mac, digest }
     }
 
     /// Whether `presented` is the admin token (constant-time comparison).

@@ -2,10 +2,13 @@
 //! hash (HMAC-SHA256 with a random pepper), so a copy of the database alone
 //! does not reveal usable keys.
 //!
-//! The key index lives in memory, so checking a key never touches SQLite;
-//! the database is written only when keys are created or revoked. Only this
-//! process is expected to write `keys.db` while it runs: keys created or
-//! revoked by another process are seen after the next open.
+//! The key index lives in memory, so checking a key never touches a
+//! database; it is written only when keys are created or revoked.
+//! Standalone, the keys are in `keys.db` and only this process writes it
+//! while it runs. In a cluster they are in the cluster database, and every
+//! host re-reads them every [`super::SYNC_INTERVAL`]: a revocation on one
+//! host reaches the others within it. A host whose copy is older than
+//! [`MAX_STALENESS`] refuses API keys and their tokens (fail closed).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
@@ -17,7 +20,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use super::{AuthError, HmacSha256, corrupt, mac_bytes, random_bytes};
+use crate::base::postgres::error_text;
 use crate::base::sync::{lock, read, write};
+use deadpool_postgres::Pool;
+use std::time::{Duration, Instant};
 
 const API_KEY_PREFIX: &str = "hms_";
 const KEY_ID_BYTES: usize = 6; // 12 hex characters
@@ -69,13 +75,32 @@ struct KeyEntry {
     revoked: bool,
 }
 
-/// The API keys of this host: the in-memory index and its database.
+/// Where the keys are kept.
+pub(super) enum KeyStore {
+    /// `keys.db` in the data directory (standalone).
+    Sqlite(Mutex<Connection>),
+    /// The cluster database, shared by every host.
+    Cluster(ClusterKeys),
+}
+
+/// The cluster's keys, and how current this host's copy of them is.
+pub(super) struct ClusterKeys {
+    pool: Pool,
+    /// When the index was last read from the database.
+    synced: Mutex<Option<Instant>>,
+}
+
+/// The API keys: the in-memory index and where they are stored.
 pub(super) struct ApiKeys {
-    pub(super) conn: Mutex<Connection>,
+    pub(super) store: KeyStore,
     /// HMAC keyed with the pepper, cloned per use to avoid re-keying.
     pepper_mac: HmacSha256,
     index: RwLock<HashMap<String, KeyEntry>>,
 }
+
+/// How stale this host's copy of the cluster's keys and revocations may be
+/// before it refuses API keys and the tokens issued from them (fail closed).
+pub const MAX_STALENESS: Duration = Duration::from_secs(2);
 
 impl ApiKeys {
     /// Loads the pepper (creating it on first use) and every key, inside
@@ -112,33 +137,118 @@ impl ApiKeys {
 
     pub(super) fn new(conn: Connection, pepper_mac: HmacSha256, loaded: LoadedKeys) -> ApiKeys {
         ApiKeys {
-            conn: Mutex::new(conn),
+            store: KeyStore::Sqlite(Mutex::new(conn)),
             pepper_mac,
             index: RwLock::new(loaded.0),
         }
     }
 
-    /// Creates a key for `service` (whose name the caller has checked).
-    pub(super) fn create(&self, service: &str) -> Result<CreatedKey, AuthError> {
-        // The connection lock also serialises creators, so the id check holds.
-        let conn = lock(&self.conn);
-        let id = loop {
-            let id = hex::encode(random_bytes(KEY_ID_BYTES));
-            if !read(&self.index).contains_key(&id) {
-                break id;
-            }
+    /// The cluster's keys in `pool`'s database, with the cluster's pepper
+    /// (created by the first host); the index is empty until [`Self::sync`].
+    pub(super) async fn cluster(pool: Pool) -> Result<ApiKeys, AuthError> {
+        let client = pool.get().await.map_err(|e| unavailable(error_text(&e)))?;
+        client
+            .execute(
+                "INSERT INTO cluster_meta (name, value) VALUES ('pepper', $1) ON CONFLICT DO NOTHING",
+                &[&random_bytes(PEPPER_BYTES)],
+            )
+            .await
+            .map_err(unavailable)?;
+        let pepper: Vec<u8> = client
+            .query_one("SELECT value FROM cluster_meta WHERE name = 'pepper'", &[])
+            .await
+            .map_err(unavailable)?
+            .get(0);
+        if pepper.len() != PEPPER_BYTES {
+            return Err(corrupt("the cluster's pepper has the wrong length"));
+        }
+        drop(client);
+        Ok(ApiKeys {
+            store: KeyStore::Cluster(ClusterKeys {
+                pool,
+                synced: Mutex::new(None),
+            }),
+            pepper_mac: HmacSha256::new_from_slice(&pepper).expect("any key length"),
+            index: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Reads every key of the cluster into the index (a no-op standalone,
+    /// where this process writes every change itself).
+    pub(super) async fn sync(&self) -> Result<(), AuthError> {
+        let KeyStore::Cluster(cluster) = &self.store else {
+            return Ok(());
         };
+        let client = cluster.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, service, secret_hash, revoked_at IS NOT NULL FROM api_keys",
+                &[],
+            )
+            .await
+            .map_err(unavailable)?;
+        let index = rows
+            .iter()
+            .map(|r| {
+                let entry = KeyEntry {
+                    service: r.get(1),
+                    secret_hash: r.get(2),
+                    revoked: r.get(3),
+                };
+                (r.get(0), entry)
+            })
+            .collect();
+        *write(&self.index) = index;
+        *lock(&cluster.synced) = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Refuses when this host's copy of the cluster's keys is stale.
+    fn check_current(&self) -> Result<(), AuthError> {
+        match &self.store {
+            KeyStore::Sqlite(_) => Ok(()),
+            KeyStore::Cluster(cluster) => match *lock(&cluster.synced) {
+                Some(at) if at.elapsed() <= MAX_STALENESS => Ok(()),
+                _ => Err(AuthError::Stale),
+            },
+        }
+    }
+
+    /// Creates a key for `service` (whose name the caller has checked).
+    pub(super) async fn create(&self, service: &str) -> Result<CreatedKey, AuthError> {
         let secret = random_bytes(SECRET_BYTES);
         let secret_hash = mac_bytes(&self.pepper_mac, &secret);
-        conn.execute(
-            "INSERT INTO api_keys (id, service, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                id,
-                service,
-                secret_hash,
-                crate::base::clock::unix_secs() as i64
-            ],
-        )?;
+        let now = crate::base::clock::unix_secs() as i64;
+        let id = match &self.store {
+            KeyStore::Sqlite(conn) => {
+                // The connection lock also serialises creators, so the id check holds.
+                let conn = lock(conn);
+                let id = self.unused_id();
+                conn.execute(
+                    "INSERT INTO api_keys (id, service, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, service, secret_hash, now],
+                )?;
+                id
+            }
+            KeyStore::Cluster(cluster) => {
+                let client = cluster.client().await?;
+                loop {
+                    // The primary key decides between hosts picking one id.
+                    let id = self.unused_id();
+                    let inserted = client
+                        .execute(
+                            "INSERT INTO api_keys (id, service, secret_hash, created_at)
+                             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                            &[&id, &service, &secret_hash, &now],
+                        )
+                        .await
+                        .map_err(unavailable)?;
+                    if inserted == 1 {
+                        break id;
+                    }
+                }
+            }
+        };
         let entry = KeyEntry {
             service: service.to_owned(),
             secret_hash,
@@ -153,34 +263,88 @@ impl ApiKeys {
         })
     }
 
+    fn unused_id(&self) -> String {
+        loop {
+            let id = hex::encode(random_bytes(KEY_ID_BYTES));
+            if !read(&self.index).contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
     /// Every key, oldest first, revoked ones included.
-    pub(super) fn list(&self) -> Result<Vec<KeyInfo>, AuthError> {
-        let conn = lock(&self.conn);
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, service, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(KeyInfo {
-                id: r.get(0)?,
-                service: r.get(1)?,
-                created_at: r.get::<_, i64>(2)? as u64,
-                revoked_at: r.get::<_, Option<i64>>(3)?.map(|t| t as u64),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    pub(super) async fn list(&self) -> Result<Vec<KeyInfo>, AuthError> {
+        const LIST: &str =
+            "SELECT id, service, created_at, revoked_at FROM api_keys ORDER BY created_at, id";
+        match &self.store {
+            KeyStore::Sqlite(conn) => {
+                let conn = lock(conn);
+                let mut stmt = conn.prepare_cached(LIST)?;
+                let rows = stmt.query_map([], |r| {
+                    Ok(KeyInfo {
+                        id: r.get(0)?,
+                        service: r.get(1)?,
+                        created_at: r.get::<_, i64>(2)? as u64,
+                        revoked_at: r.get::<_, Option<i64>>(3)?.map(|t| t as u64),
+                    })
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            }
+            KeyStore::Cluster(cluster) => {
+                let rows = cluster
+                    .client()
+                    .await?
+                    .query(LIST, &[])
+                    .await
+                    .map_err(unavailable)?;
+                Ok(rows
+                    .iter()
+                    .map(|r| KeyInfo {
+                        id: r.get(0),
+                        service: r.get(1),
+                        created_at: r.get::<_, i64>(2) as u64,
+                        revoked_at: r.get::<_, Option<i64>>(3).map(|t| t as u64),
+                    })
+                    .collect())
+            }
+        }
     }
 
     /// Marks key `id` revoked (keeping the first revocation time).
-    pub(super) fn revoke(&self, id: &str) -> Result<(), AuthError> {
-        let conn = lock(&self.conn);
-        let changed = conn.execute(
-            "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
-            params![crate::base::clock::unix_secs() as i64, id],
-        )?;
-        match write(&self.index).get_mut(id) {
-            Some(entry) => entry.revoked = true,
-            None if changed == 0 => return Err(AuthError::UnknownKeyId(id.to_owned())),
-            None => {}
+    pub(super) async fn revoke(&self, id: &str) -> Result<(), AuthError> {
+        let now = crate::base::clock::unix_secs() as i64;
+        let known = match &self.store {
+            KeyStore::Sqlite(conn) => {
+                let conn = lock(conn);
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                    params![now, id],
+                )?;
+                conn.query_row("SELECT 1 FROM api_keys WHERE id = ?1", [id], |_| Ok(()))
+                    .optional()?
+                    .is_some()
+            }
+            KeyStore::Cluster(cluster) => {
+                let client = cluster.client().await?;
+                client
+                    .execute(
+                        "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                        &[&now, &id],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                client
+                    .query_opt("SELECT 1 FROM api_keys WHERE id = $1", &[&id])
+                    .await
+                    .map_err(unavailable)?
+                    .is_some()
+            }
+        };
+        if !known {
+            return Err(AuthError::UnknownKeyId(id.to_owned()));
+        }
+        if let Some(entry) = write(&self.index).get_mut(id) {
+            entry.revoked = true;
         }
         Ok(())
     }
@@ -203,7 +367,10 @@ impl ApiKeys {
         if entry.revoked {
             return Err(AuthError::Revoked);
         }
-        Ok((id, entry.service.clone()))
+        let service = entry.service.clone();
+        drop(index);
+        self.check_current()?;
+        Ok((id, service))
     }
 
     /// Whether a token issued from key `key_id` to `subject` may still be used.
@@ -214,9 +381,32 @@ impl ApiKeys {
             Some(entry) if entry.service != subject => Err(AuthError::InvalidToken(
                 "subject does not match its API key".to_owned(),
             )),
-            Some(_) => Ok(()),
+            Some(_) => self.check_current(),
         }
     }
+}
+
+impl ApiKeys {
+    /// The cluster database, in a cluster.
+    pub(super) fn pool(&self) -> Option<Pool> {
+        match &self.store {
+            KeyStore::Sqlite(_) => None,
+            KeyStore::Cluster(c) => Some(c.pool.clone()),
+        }
+    }
+}
+
+impl ClusterKeys {
+    async fn client(&self) -> Result<deadpool_postgres::Object, AuthError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| unavailable(error_text(&e)))
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> AuthError {
+    AuthError::Unavailable(e.to_string())
 }
 
 /// Keys read at open, before the connection is handed over.

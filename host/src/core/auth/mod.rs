@@ -53,6 +53,10 @@ const FAILED_ATTEMPTS: Limits = Limits {
     max_keys: 10_000,
 };
 
+/// How often a cluster host re-reads the cluster's API keys, revocations
+/// and published signing keys.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Settings for [`Auth::open`].
 #[derive(Clone, Debug)]
 pub struct AuthConfig {
@@ -96,6 +100,16 @@ pub enum AuthError {
     /// The service name breaks the naming rule (the message says how).
     #[error("{0}")]
     InvalidService(String),
+    /// In a cluster: this host's copy of the keys and revocations is older
+    /// than [`keys::MAX_STALENESS`] (the cluster database is unreachable),
+    /// so API keys and their tokens are refused until it is current again.
+    #[error(
+        "this host cannot confirm that the API key is not revoked (the cluster database is unreachable)"
+    )]
+    Stale,
+    /// The cluster database failed.
+    #[error("cluster key store: {0}")]
+    Unavailable(String),
     /// The key database failed.
     #[error("key store: {0}")]
     Storage(#[from] rusqlite::Error),
@@ -174,23 +188,147 @@ impl Auth {
         })
     }
 
+    /// Opens auth for a host of `cluster`: this host's signing keys stay in
+    /// `data_dir/keys.db` and their public halves are published in the
+    /// cluster database; API keys, the pepper, revocations and the admin
+    /// credential are the cluster's (see [`Auth::spawn_sync`]).
+    pub async fn open_cluster(
+        data_dir: &Path,
+        config: AuthConfig,
+        cluster: &crate::core::cluster::Cluster,
+    ) -> Result<Auth, AuthError> {
+        crate::base::files::create_private_dir(data_dir)?;
+        let mut conn = sqlite::open_writer(&data_dir.join("keys.db"), sqlite::Sync::Full)?;
+        conn.execute_batch(tokens::SCHEMA)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let signing = Tokens::load_keys(&tx)?;
+        tx.commit()?;
+        drop(conn);
+        let tokens = Tokens::new(config, signing)?;
+        let pool = cluster.pool();
+        let keys = ApiKeys::cluster(pool.clone()).await?;
+        let unavailable = |e: tokio_postgres::Error| AuthError::Unavailable(e.to_string());
+        let client = pool
+            .get()
+            .await
+            .map_err(|e| AuthError::Unavailable(crate::base::postgres::error_text(&e)))?;
+        let now = crate::base::clock::unix_secs() as i64;
+        for key in tokens.own_keys() {
+            let public =
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &key.x)
+                    .map_err(|e| corrupt(&format!("own public key: {e}")))?;
+            client
+                .execute(
+                    "INSERT INTO signing_keys (kid, host_id, public_key, created_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (kid) DO NOTHING",
+                    &[&key.kid, &cluster.host_id(), &public, &now],
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        // The first host's credential becomes the cluster's.
+        let local = AdminCredential::load_or_create(data_dir)?;
+        client
+            .execute(
+                "INSERT INTO cluster_meta (name, value) VALUES ('admin_token', $1)
+                 ON CONFLICT DO NOTHING",
+                &[&local.token().as_bytes()],
+            )
+            .await
+            .map_err(unavailable)?;
+        let token: Vec<u8> = client
+            .query_one(
+                "SELECT value FROM cluster_meta WHERE name = 'admin_token'",
+                &[],
+            )
+            .await
+            .map_err(unavailable)?
+            .get(0);
+        let token = String::from_utf8(token).map_err(|_| corrupt("the cluster admin token"))?;
+        drop(client);
+        let auth = Auth {
+            keys,
+            tokens,
+            admin: AdminCredential::adopt(data_dir, token)?,
+            failed_attempts: KeyedLimiter::new(FAILED_ATTEMPTS),
+        };
+        auth.sync().await?;
+        Ok(auth)
+    }
+
+    /// In a cluster: re-reads the API keys and revocations, and the signing
+    /// keys every host published (retired ones excluded).
+    pub async fn sync(&self) -> Result<(), AuthError> {
+        let keys::KeyStore::Cluster(_) = &self.keys.store else {
+            return Ok(());
+        };
+        self.keys.sync().await?;
+        let pool = self.keys.pool().expect("a cluster key store has a pool");
+        let rows = pool
+            .get()
+            .await
+            .map_err(|e| AuthError::Unavailable(crate::base::postgres::error_text(&e)))?
+            .query(
+                "SELECT kid, public_key FROM signing_keys WHERE retired_at IS NULL",
+                &[],
+            )
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let published = rows
+            .iter()
+            .filter_map(|r| {
+                let kid: String = r.get(0);
+                let public: Vec<u8> = r.get(1);
+                Some(tokens::jwk(&kid, &public.try_into().ok()?))
+            })
+            .collect();
+        self.tokens.trust(published);
+        Ok(())
+    }
+
+    /// Keeps a cluster host's copy of the shared auth state current: a
+    /// [`Auth::sync`] every [`SYNC_INTERVAL`], until the handle is aborted.
+    pub fn spawn_sync(self: &std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let auth = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SYNC_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
+            loop {
+                tick.tick().await;
+                match auth.sync().await {
+                    Ok(()) if failing => {
+                        tracing::info!("cluster auth state is current again");
+                        failing = false;
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        tracing::warn!("reading the cluster's API keys failed (retrying): {e}");
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+    }
+
     /// Creates an API key for `service` (1-64 characters of `[a-z0-9-]`).
-    pub fn create_key(&self, service: &str) -> Result<CreatedKey, AuthError> {
+    pub async fn create_key(&self, service: &str) -> Result<CreatedKey, AuthError> {
         crate::core::names::validate_service_name(service)
             .map_err(|e| AuthError::InvalidService(e.to_string()))?;
-        self.keys.create(service)
+        self.keys.create(service).await
     }
 
     /// Lists all API keys, oldest first, including revoked ones.
-    pub fn list_keys(&self) -> Result<Vec<KeyInfo>, AuthError> {
-        self.keys.list()
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, AuthError> {
+        self.keys.list().await
     }
 
     /// Revokes an API key: it can no longer authenticate, and tokens already
     /// issued from it fail verification with [`AuthError::Revoked`].
     /// Revoking an already revoked key succeeds and keeps the first time.
-    pub fn revoke_key(&self, id: &str) -> Result<(), AuthError> {
-        self.keys.revoke(id)?;
+    pub async fn revoke_key(&self, id: &str) -> Result<(), AuthError> {
+        self.keys.revoke(id).await?;
         self.tokens.forget_key(id);
         Ok(())
     }
@@ -320,11 +458,11 @@ mod tests {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
     }
 
-    #[test]
-    fn create_authenticate_verify_round_trip() -> anyhow::Result<()> {
+    #[tokio::test]
+    async fn create_authenticate_verify_round_trip() -> anyhow::Result<()> {
         let dir = TempDir::new("roundtrip");
         let auth = open(&dir);
-        let key = auth.create_key("orders")?;
+        let key = auth.create_key("orders").await?;
         assert!(key.secret.starts_with(&format!("hms_{}_", key.id)));
         assert_eq!(key.id.len(), 12);
 
@@ -337,7 +475,7 @@ mod tests {
         // Second verification is served from the cache and agrees.
         assert_eq!(auth.verify(&issued.token)?, claims);
 
-        let listed = auth.list_keys()?;
+        let listed = auth.list_keys().await?;
         assert_eq!(listed.len(), 1);
         assert_eq!(
             (listed[0].id.as_str(), listed[0].revoked_at),
@@ -346,11 +484,11 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn wrong_or_malformed_keys_are_invalid() -> anyhow::Result<()> {
+    #[tokio::test]
+    async fn wrong_or_malformed_keys_are_invalid() -> anyhow::Result<()> {
         let dir = TempDir::new("malformed");
         let auth = open(&dir);
-        let key = auth.create_key("orders")?;
+        let key = auth.create_key("orders").await?;
         let other_secret = URL_SAFE_NO_PAD.encode([7u8; 32]);
         let wrong_secret = format!("hms_{}_{other_secret}", key.id);
         let unknown_id = format!("hms_0123456789ab_{other_secret}");
@@ -374,25 +512,28 @@ mod tests {
         }
         for bad in ["", "Orders", "a_b", &"a".repeat(65)] {
             assert!(
-                matches!(auth.create_key(bad), Err(AuthError::InvalidService(_))),
+                matches!(
+                    auth.create_key(bad).await,
+                    Err(AuthError::InvalidService(_))
+                ),
                 "{bad:?}"
             );
         }
-        assert!(auth.create_key(&"a".repeat(64)).is_ok());
+        assert!(auth.create_key(&"a".repeat(64)).await.is_ok());
         Ok(())
     }
 
-    #[test]
-    fn revocation_blocks_keys_and_issued_tokens() -> anyhow::Result<()> {
+    #[tokio::test]
+    async fn revocation_blocks_keys_and_issued_tokens() -> anyhow::Result<()> {
         let dir = TempDir::new("revoke");
         let auth = open(&dir);
-        let key = auth.create_key("orders")?;
-        let keep = auth.create_key("orders")?;
+        let key = auth.create_key("orders").await?;
+        let keep = auth.create_key("orders").await?;
         let cached = auth.authenticate(&key.secret)?.token;
         let uncached = auth.authenticate(&key.secret)?.token;
         auth.verify(&cached)?;
 
-        auth.revoke_key(&key.id)?;
+        auth.revoke_key(&key.id).await?;
         assert!(matches!(
             auth.authenticate(&key.secret),
             Err(AuthError::Revoked)
@@ -400,13 +541,13 @@ mod tests {
         assert!(matches!(auth.verify(&cached), Err(AuthError::Revoked)));
         assert!(matches!(auth.verify(&uncached), Err(AuthError::Revoked)));
         assert!(auth.authenticate(&keep.secret).is_ok());
-        auth.revoke_key(&key.id)?; // idempotent
+        auth.revoke_key(&key.id).await?; // idempotent
         assert!(matches!(
-            auth.revoke_key("nope"),
+            auth.revoke_key("nope").await,
             Err(AuthError::UnknownKeyId(_))
         ));
 
-        let listed = auth.list_keys()?;
+        let listed = auth.list_keys().await?;
         let revoked = listed.iter().find(|k| k.id == key.id).unwrap();
         assert!(revoked.revoked_at.is_some());
         // Revocation survives a reopen.
@@ -420,11 +561,11 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn expired_and_premature_tokens() -> anyhow::Result<()> {
+    #[tokio::test]
+    async fn expired_and_premature_tokens() -> anyhow::Result<()> {
         let dir = TempDir::new("expiry");
         let mut auth = open(&dir);
-        let key = auth.create_key("orders")?;
+        let key = auth.create_key("orders").await?;
         let cached = auth.authenticate(&key.secret)?.token;
         auth.verify(&cached)?;
         let fresh = auth.authenticate(&key.secret)?.token;
@@ -442,11 +583,11 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn foreign_and_tampered_tokens_are_rejected() -> anyhow::Result<()> {
+    #[tokio::test]
+    async fn foreign_and_tampered_tokens_are_rejected() -> anyhow::Result<()> {
         let (dir_a, dir_b) = (TempDir::new("a"), TempDir::new("b"));
         let (auth, other) = (open(&dir_a), open(&dir_b));
-        let key = auth.create_key("orders")?;
+        let key = auth.create_key("orders").await?;
         let token = auth.authenticate(&key.secret)?.token;
 
         // Another host's token: its kid is unknown here.
@@ -493,11 +634,11 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn failed_attempts_are_throttled_per_presenter() -> anyhow::Result<()> {
+    #[tokio::test]
+    async fn failed_attempts_are_throttled_per_presenter() -> anyhow::Result<()> {
         let dir = TempDir::new("throttle");
         let auth = open(&dir);
-        let key = auth.create_key("orders")?;
+        let key = auth.create_key("orders").await?;
         let wrong = format!("hms_{}_{}", key.id, URL_SAFE_NO_PAD.encode([7u8; 32]));
         let attacker = Presenter::address("192.0.2.1".parse()?);
         let neighbour = Presenter::address("192.0.2.2".parse()?);
@@ -524,8 +665,8 @@ mod tests {
         auth.authenticate_from(&Presenter::Service("orders".into()), &key.secret)?;
 
         // Revoked keys and unreadable requests count as failures too.
-        let revoked = auth.create_key("orders")?;
-        auth.revoke_key(&revoked.id)?;
+        let revoked = auth.create_key("orders").await?;
+        auth.revoke_key(&revoked.id).await?;
         let service = Presenter::Service("billing".into());
         for _ in 0..FAILED_ATTEMPTS.burst - 1 {
             assert!(matches!(
@@ -541,8 +682,8 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn presenters_group_ipv6_by_prefix() {
+    #[tokio::test]
+    async fn presenters_group_ipv6_by_prefix() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
             Presenter::address(ip("::ffff:192.0.2.7")),
@@ -562,12 +703,15 @@ mod tests {
         );
     }
 
-    #[test]
-    fn rejections_never_quote_the_token() -> anyhow::Result<()> {
+    #[tokio::test]
+    async fn rejections_never_quote_the_token() -> anyhow::Result<()> {
         let dir = TempDir::new("quote");
         let auth = open(&dir);
         let der = {
-            let conn = crate::base::sync::lock(&auth.keys.conn);
+            let keys::KeyStore::Sqlite(conn) = &auth.keys.store else {
+                unreachable!("a standalone host keeps its keys in SQLite")
+            };
+            let conn = crate::base::sync::lock(conn);
             conn.query_row("SELECT private_key FROM signing_keys", [], |r| {
                 r.get::<_, Vec<u8>>(0)
             })?
@@ -589,8 +733,8 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn wrong_issuer_is_rejected() -> anyhow::Result<()> {
+    #[tokio::test]
+    async fn wrong_issuer_is_rejected() -> anyhow::Result<()> {
         let dir = TempDir::new("issuer");
         let auth = open(&dir);
         let token = auth.workload_token("orders").token;
@@ -604,11 +748,11 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn reopen_keeps_keys_signing_key_and_admin_token() -> anyhow::Result<()> {
+    #[tokio::test]
+    async fn reopen_keeps_keys_signing_key_and_admin_token() -> anyhow::Result<()> {
         let dir = TempDir::new("reopen");
         let auth = open(&dir);
-        let key = auth.create_key("orders")?;
+        let key = auth.create_key("orders").await?;
         let token = auth.authenticate(&key.secret)?.token;
         let (jwks, admin) = (auth.jwks(), auth.admin_token().to_owned());
         drop(auth);
@@ -634,8 +778,8 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn workload_tokens_are_cached_and_verify() -> anyhow::Result<()> {
+    #[tokio::test]
+    async fn workload_tokens_are_cached_and_verify() -> anyhow::Result<()> {
         let dir = TempDir::new("workload");
         let mut auth = open(&dir);
         let first = auth.workload_token("orders");
@@ -655,8 +799,8 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn jwks_lists_the_signing_key() {
+    #[tokio::test]
+    async fn jwks_lists_the_signing_key() {
         let dir = TempDir::new("jwks");
         let auth = open(&dir);
         let jwks = serde_json::to_value(auth.jwks()).unwrap();
@@ -680,8 +824,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn admin_check() {
+    #[tokio::test]
+    async fn admin_check() {
         let dir = TempDir::new("admin");
         let auth = open(&dir);
         let admin = auth.admin_token().to_owned();

@@ -115,8 +115,12 @@ pub(super) struct Tokens {
     pub(super) clock: fn() -> u64,
     pub(super) signing_kid: String,
     pub(super) signing_key: EncodingKey,
-    verifying_keys: HashMap<String, DecodingKey>,
-    jwks: Jwks,
+    /// This host's own public keys: always published and trusted.
+    own: Vec<Jwk>,
+    /// Every key that verifies: this host's and, in a cluster, those the
+    /// other hosts published (see [`Tokens::trust`]).
+    verifying_keys: RwLock<HashMap<String, DecodingKey>>,
+    jwks: RwLock<Jwks>,
     workload: RwLock<HashMap<String, CachedWorkload>>,
     /// SHA-256 of a verified token → its claims, until it expires.
     verified: RwLock<HashMap<[u8; 32], Claims>>,
@@ -151,24 +155,12 @@ impl Tokens {
 
     /// Tokens signed with the active key of `signing`, verified with all.
     pub(super) fn new(config: AuthConfig, signing: Vec<StoredKey>) -> Result<Tokens, AuthError> {
-        let mut verifying_keys = HashMap::new();
-        let mut jwks = Vec::new();
+        let mut own = Vec::new();
         let mut active = None;
         for (kid, der, retired) in signing {
             let key = SigningKey::from_pkcs8_der(&der)
                 .map_err(|e| corrupt(&format!("signing key {kid}: {e}")))?;
-            let public = key.verifying_key().to_bytes();
-            // jsonwebtoken wants the raw 32-byte public key for Ed25519
-            // verification and the PKCS#8 DER document for signing.
-            verifying_keys.insert(kid.clone(), DecodingKey::from_ed_der(&public));
-            jwks.push(Jwk {
-                kty: "OKP".into(),
-                crv: "Ed25519".into(),
-                x: URL_SAFE_NO_PAD.encode(public),
-                kid: kid.clone(),
-                alg: "EdDSA".into(),
-                use_: "sig".into(),
-            });
+            own.push(jwk(&kid, &key.verifying_key().to_bytes()));
             if !retired {
                 active = Some((kid, EncodingKey::from_ed_der(&der)));
             }
@@ -191,11 +183,13 @@ impl Tokens {
             clock: crate::base::clock::unix_secs,
             signing_kid,
             signing_key,
-            verifying_keys,
-            jwks: Jwks { keys: jwks },
+            verifying_keys: RwLock::new(HashMap::new()),
+            jwks: RwLock::new(Jwks { keys: Vec::new() }),
+            own,
             workload: RwLock::new(HashMap::new()),
             verified: RwLock::new(HashMap::new()),
         };
+        tokens.trust(Vec::new());
         // Prove once that the stored key signs, so issuing can be infallible.
         tokens
             .sign(
@@ -279,7 +273,34 @@ impl Tokens {
     }
 
     pub(super) fn jwks(&self) -> Jwks {
-        self.jwks.clone()
+        read(&self.jwks).clone()
+    }
+
+    /// This host's own public keys, to publish.
+    pub(super) fn own_keys(&self) -> &[Jwk] {
+        &self.own
+    }
+
+    /// Trusts (verifies with, and publishes) this host's own keys and
+    /// `others` (the other hosts' published keys), and no other.
+    pub(super) fn trust(&self, others: Vec<Jwk>) {
+        let mut keys = self.own.clone();
+        keys.extend(
+            others
+                .into_iter()
+                .filter(|k| !self.own.iter().any(|o| o.kid == k.kid)),
+        );
+        let verifying = keys
+            .iter()
+            .filter_map(|k| {
+                // jsonwebtoken wants the raw 32-byte public key for Ed25519
+                // verification (and the PKCS#8 DER document for signing).
+                let public = URL_SAFE_NO_PAD.decode(&k.x).ok()?;
+                Some((k.kid.clone(), DecodingKey::from_ed_der(&public)))
+            })
+            .collect();
+        *write(&self.verifying_keys) = verifying;
+        *write(&self.jwks) = Jwks { keys };
     }
 
     fn ttl_secs(&self) -> u64 {
@@ -328,11 +349,11 @@ impl Tokens {
             return Err(invalid("algorithm not accepted"));
         }
         let kid = header.kid.ok_or_else(|| invalid("missing kid"))?;
-        let key = self
-            .verifying_keys
+        let key = read(&self.verifying_keys)
             .get(&kid)
+            .cloned()
             .ok_or_else(|| invalid("unknown signing key"))?;
-        let data = jsonwebtoken::decode::<TokenClaims>(token, key, &self.validation).map_err(
+        let data = jsonwebtoken::decode::<TokenClaims>(token, &key, &self.validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::InvalidSignature => invalid("bad signature"),
@@ -359,6 +380,18 @@ impl Tokens {
             issued_at: c.iat,
             expires_at: c.exp,
         })
+    }
+}
+
+/// The JWK of an Ed25519 public key.
+pub(super) fn jwk(kid: &str, public: &[u8; 32]) -> Jwk {
+    Jwk {
+        kty: "OKP".into(),
+        crv: "Ed25519".into(),
+        x: URL_SAFE_NO_PAD.encode(public),
+        kid: kid.to_string(),
+        alg: "EdDSA".into(),
+        use_: "sig".into(),
     }
 }
 

@@ -65,11 +65,13 @@ impl Backend for PgStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
         Box::pin(async move {
             let client = self.client().await?;
+            // Prepared once per connection: one round trip per read.
+            let stmt = client
+                .prepare_cached("SELECT value FROM store_records WHERE service = $1 AND key = $2")
+                .await
+                .map_err(unavailable)?;
             let row = client
-                .query_opt(
-                    "SELECT value FROM store_records WHERE service = $1 AND key = $2",
-                    &[&self.service, &key],
-                )
+                .query_opt(&stmt, &[&self.service, &key])
                 .await
                 .map_err(unavailable)?;
             Ok(row.map(|r| r.get(0)))
@@ -99,8 +101,9 @@ impl Backend for PgStore {
             } else {
                 "SELECT key FROM store_records WHERE service = $1 AND key >= $2 ORDER BY key LIMIT $3"
             };
+            let stmt = client.prepare_cached(sql).await.map_err(unavailable)?;
             let rows = client
-                .query(sql, &[&self.service, &start, &i64::from(limit)])
+                .query(&stmt, &[&self.service, &start, &i64::from(limit)])
                 .await
                 .map_err(unavailable)?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -162,18 +165,18 @@ impl Writer {
             .await
             .map_err(|e| unavailable(error_text(&e)))?;
         let txn = client.transaction().await.map_err(unavailable)?;
-        txn.execute(
-            "INSERT INTO store_usage (service, used) VALUES ($1, 0) ON CONFLICT DO NOTHING",
-            &[&self.service],
-        )
-        .await
-        .map_err(unavailable)?;
-        // The lock that serialises this service's writes across hosts.
-        let used: i64 = txn
-            .query_one(
-                "SELECT used FROM store_usage WHERE service = $1 FOR UPDATE",
-                &[&self.service],
+        // One statement creates the usage row if needed and locks it: the
+        // lock that serialises this service's writes across hosts.
+        let lock = txn
+            .prepare_cached(
+                "INSERT INTO store_usage (service, used) VALUES ($1, 0)
+                 ON CONFLICT (service) DO UPDATE SET used = store_usage.used
+                 RETURNING used",
             )
+            .await
+            .map_err(unavailable)?;
+        let used: i64 = txn
+            .query_one(&lock, &[&self.service])
             .await
             .map_err(unavailable)?
             .get(0);
@@ -183,11 +186,14 @@ impl Writer {
             .map(|k| (k.to_string(), None))
             .collect();
         let keys: Vec<&str> = values.keys().map(String::as_str).collect();
-        let rows = txn
-            .query(
+        let current = txn
+            .prepare_cached(
                 "SELECT key, value FROM store_records WHERE service = $1 AND key = ANY($2)",
-                &[&self.service, &keys],
             )
+            .await
+            .map_err(unavailable)?;
+        let rows = txn
+            .query(&current, &[&self.service, &keys])
             .await
             .map_err(unavailable)?;
         for row in rows {
@@ -217,12 +223,15 @@ impl Writer {
             }
             .map_err(unavailable)?;
         }
-        txn.execute(
-            "UPDATE store_usage SET used = $2 WHERE service = $1",
-            &[&self.service, &(plan.used as i64)],
-        )
-        .await
-        .map_err(unavailable)?;
+        if plan.used as i64 != used {
+            let account = txn
+                .prepare_cached("UPDATE store_usage SET used = $2 WHERE service = $1")
+                .await
+                .map_err(unavailable)?;
+            txn.execute(&account, &[&self.service, &(plan.used as i64)])
+                .await
+                .map_err(unavailable)?;
+        }
         txn.commit().await.map_err(unavailable)?;
         Ok(plan.outcomes)
     }
