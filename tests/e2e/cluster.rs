@@ -609,3 +609,181 @@ fn a_host_cut_off_from_the_database_refuses_api_key_tokens_until_it_is_back() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A TCP proxy between a host and PostgreSQL that the test controls, to
+/// cut a host off without root: connections pass, are blackholed (they stay
+/// open and nothing flows, as in a network partition) or are reset.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+const PASS: u8 = 0;
+const BLACKHOLE: u8 = 1;
+const RESET: u8 = 2;
+
+impl Proxy {
+    fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = Proxy {
+            addr: listener.local_addr().unwrap(),
+            mode: Default::default(),
+            open: Default::default(),
+        };
+        let (mode, open) = (proxy.mode.clone(), proxy.open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if mode.load(Ordering::Relaxed) == RESET {
+                    continue; // dropped at once: the connection is closed
+                }
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                open.lock().unwrap().push(client.try_clone().unwrap());
+                open.lock().unwrap().push(server.try_clone().unwrap());
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let mode = mode.clone();
+                    std::thread::spawn(move || pump(from, to, &mode));
+                }
+            }
+        });
+        proxy
+    }
+
+    /// `postgres://...@HOST:PORT/DB` with this proxy as HOST:PORT.
+    fn url_for(&self, url: &str) -> String {
+        let (scheme_user, rest) = url.rsplit_once('@').unwrap();
+        let db = rest.split_once('/').unwrap().1;
+        format!("{scheme_user}@{}/{db}", self.addr)
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::Relaxed);
+        if mode == RESET {
+            for stream in self.open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    mode: &std::sync::atomic::AtomicU8,
+) {
+    use std::io::{Read, Write};
+    from.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        match mode.load(Ordering::Relaxed) {
+            BLACKHOLE => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            RESET => break,
+            _ => {}
+        }
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn a_host_cut_off_from_postgres_stops_counting_as_alive_and_rejoins_by_itself() {
+    let url = fresh_database("partition");
+    let server: std::net::SocketAddr = url
+        .rsplit_once('@')
+        .unwrap()
+        .1
+        .split_once('/')
+        .unwrap()
+        .0
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(server);
+    let via_proxy = proxy.url_for(&url);
+    let h1 = Host::start_with(
+        &[component("store_probe")],
+        &temp_dir("cut-off"),
+        &cluster_flags(&via_proxy, "h1"),
+    );
+    let h2 = Host::start_with(
+        &[component("store_probe")],
+        &temp_dir("connected"),
+        &cluster_flags(&url, "h2"),
+    );
+    assert_eq!(
+        probe(
+            &h1,
+            serde_json::json!({"op": "set", "key": "k", "value": "1"})
+        )
+        .status,
+        200
+    );
+    let h1_alive = || {
+        block_on(h2.admin().cluster())
+            .unwrap()
+            .hosts
+            .iter()
+            .any(|h| h.id == "h1" && h.alive)
+    };
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cond() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert!(h1_alive());
+
+    for mode in [BLACKHOLE, RESET] {
+        proxy.set(mode);
+        // A store call on the cut-off host fails as unavailable in bounded
+        // time (it does not hang), and its lease runs out.
+        let asked = Instant::now();
+        let r = probe(&h1, serde_json::json!({"op": "get", "key": "k"}));
+        assert_eq!(
+            (r.status.as_u16(), r.body["kind"].as_str()),
+            (409, Some("unavailable")),
+            "{:?}",
+            r.body
+        );
+        assert!(
+            asked.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            asked.elapsed()
+        );
+        wait_for("h1 stops counting as alive", &|| !h1_alive());
+        // The connected host is not affected.
+        assert_eq!(
+            probe(&h2, serde_json::json!({"op": "get", "key": "k"})).body["value"],
+            "1"
+        );
+
+        proxy.set(PASS);
+        wait_for("h1 rejoins by itself", &h1_alive);
+        wait_for("h1's store serves again", &|| {
+            probe(&h1, serde_json::json!({"op": "get", "key": "k"})).body["value"] == "1"
+        });
+    }
+}

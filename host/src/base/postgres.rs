@@ -17,7 +17,13 @@ mod embedded {
 /// running at once, few enough for many hosts on one server.
 const POOL_SIZE: usize = 16;
 /// How long a new connection, or a wait for a free one, may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one operation (a query, a transaction) may take. A database
+/// that stops answering without closing the connection (a network
+/// partition) would otherwise hold the caller forever; past this the
+/// operation fails as unavailable. A write timed out in its commit has an
+/// unknown outcome, and is answered as such, never as done.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Key of the advisory lock that serialises migrations across hosts.
 const MIGRATION_LOCK: i64 = 0x686d_735f_7363_6865; // "hms_sche"
 
@@ -185,6 +191,16 @@ pub async fn migrate(pool: &Pool, target: &Target) -> Result<i64, PgError> {
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await;
     result
+}
+
+/// `op`, failing with `timed_out()` once it has taken [`OP_TIMEOUT`].
+pub async fn bounded<T, E>(
+    op: impl std::future::Future<Output = Result<T, E>>,
+    timed_out: impl FnOnce() -> E,
+) -> Result<T, E> {
+    tokio::time::timeout(OP_TIMEOUT, op)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
 }
 
 /// A pool error with its cause (deadpool's own text hides it).

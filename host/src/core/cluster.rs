@@ -8,7 +8,7 @@
 //! database itself is unreachable nobody can judge, so nobody is declared
 //! dead (the failure wasmCloud #5502 had with NATS).
 
-use crate::base::postgres::{PgError, Target, error_text};
+use crate::base::postgres::{PgError, Target, bounded, error_text};
 use deadpool_postgres::Pool;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -115,6 +115,10 @@ impl Cluster {
     /// Takes the id if it is free, expired or already ours; otherwise the
     /// milliseconds its holder's lease has left.
     async fn claim(&self) -> Result<Option<u64>, PgError> {
+        bounded(self.claim_unbounded(), || self.timed_out()).await
+    }
+
+    async fn claim_unbounded(&self) -> Result<Option<u64>, PgError> {
         let client = self.client().await?;
         let claimed = client
             .query_opt(
@@ -177,6 +181,10 @@ impl Cluster {
     }
 
     async fn beat(&self, services: &BTreeMap<String, String>) -> Result<(), PgError> {
+        bounded(self.beat_unbounded(services), || self.timed_out()).await
+    }
+
+    async fn beat_unbounded(&self, services: &BTreeMap<String, String>) -> Result<(), PgError> {
         let services = serde_json::to_value(services).expect("a map of strings serializes");
         let client = self.client().await?;
         let renewed = client
@@ -211,16 +219,19 @@ impl Cluster {
     /// Gives the lease up at once (graceful shutdown): the host leaves
     /// discovery now rather than when its lease would have run out.
     pub async fn leave(&self) {
-        let left = async {
-            self.client()
-                .await?
-                .execute(
-                    "UPDATE hosts SET lease_until = now() WHERE host_id = $1 AND instance = $2",
-                    &[&self.host_id, &self.instance],
-                )
-                .await
-                .map_err(|e| self.target.failed(e))
-        };
+        let left = bounded(
+            async {
+                self.client()
+                    .await?
+                    .execute(
+                        "UPDATE hosts SET lease_until = now() WHERE host_id = $1 AND instance = $2",
+                        &[&self.host_id, &self.instance],
+                    )
+                    .await
+                    .map_err(|e| self.target.failed(e))
+            },
+            || self.timed_out(),
+        );
         if let Err(e) = left.await {
             tracing::warn!("leaving the cluster: {e}");
         }
@@ -228,6 +239,10 @@ impl Cluster {
 
     /// Every host that ever joined, by id.
     pub async fn hosts(&self) -> Result<Vec<HostInfo>, PgError> {
+        bounded(self.hosts_unbounded(), || self.timed_out()).await
+    }
+
+    async fn hosts_unbounded(&self) -> Result<Vec<HostInfo>, PgError> {
         let rows = self
             .client()
             .await?
@@ -261,6 +276,13 @@ impl Cluster {
     /// This host's id.
     pub fn host_id(&self) -> &str {
         &self.host_id
+    }
+
+    fn timed_out(&self) -> PgError {
+        PgError::Unreachable {
+            target: self.target.shown().to_string(),
+            reason: format!("no answer within {:?}", crate::base::postgres::OP_TIMEOUT),
+        }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, PgError> {

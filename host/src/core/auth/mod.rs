@@ -259,6 +259,10 @@ impl Auth {
     /// In a cluster: re-reads the API keys and revocations, and the signing
     /// keys every host published (retired ones excluded).
     pub async fn sync(&self) -> Result<(), AuthError> {
+        crate::base::postgres::bounded(self.sync_unbounded(), timed_out).await
+    }
+
+    async fn sync_unbounded(&self) -> Result<(), AuthError> {
         let keys::KeyStore::Cluster(_) = &self.keys.store else {
             return Ok(());
         };
@@ -316,19 +320,19 @@ impl Auth {
     pub async fn create_key(&self, service: &str) -> Result<CreatedKey, AuthError> {
         crate::core::names::validate_service_name(service)
             .map_err(|e| AuthError::InvalidService(e.to_string()))?;
-        self.keys.create(service).await
+        crate::base::postgres::bounded(self.keys.create(service), timed_out).await
     }
 
     /// Lists all API keys, oldest first, including revoked ones.
     pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, AuthError> {
-        self.keys.list().await
+        crate::base::postgres::bounded(self.keys.list(), timed_out).await
     }
 
     /// Revokes an API key: it can no longer authenticate, and tokens already
     /// issued from it fail verification with [`AuthError::Revoked`].
     /// Revoking an already revoked key succeeds and keeps the first time.
     pub async fn revoke_key(&self, id: &str) -> Result<(), AuthError> {
-        self.keys.revoke(id).await?;
+        crate::base::postgres::bounded(self.keys.revoke(id), timed_out).await?;
         self.tokens.forget_key(id);
         Ok(())
     }
@@ -414,6 +418,13 @@ impl Auth {
     pub fn admin_token_path(data_dir: &Path) -> PathBuf {
         admin::path(data_dir)
     }
+}
+
+fn timed_out() -> AuthError {
+    AuthError::Unavailable(format!(
+        "no answer within {:?}",
+        crate::base::postgres::OP_TIMEOUT
+    ))
 }
 
 fn corrupt(msg: &str) -> AuthError {

@@ -10,7 +10,7 @@
 
 use super::plan::plan;
 use super::{Backend, BoxFuture, Done, Entry, Quota, StoreError, Write};
-use crate::base::postgres::error_text;
+use crate::base::postgres::{bounded, error_text};
 use deadpool_postgres::Pool;
 use std::collections::BTreeMap;
 use tokio::sync::{mpsc, oneshot};
@@ -57,25 +57,37 @@ impl PgStore {
     }
 }
 
+fn timed_out() -> StoreError {
+    unavailable(format!(
+        "no answer within {:?}",
+        crate::base::postgres::OP_TIMEOUT
+    ))
+}
+
 fn unavailable(why: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("cluster database: {why}"))
 }
 
 impl Backend for PgStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
-        Box::pin(async move {
-            let client = self.client().await?;
-            // Prepared once per connection: one round trip per read.
-            let stmt = client
-                .prepare_cached("SELECT value FROM store_records WHERE service = $1 AND key = $2")
-                .await
-                .map_err(unavailable)?;
-            let row = client
-                .query_opt(&stmt, &[&self.service, &key])
-                .await
-                .map_err(unavailable)?;
-            Ok(row.map(|r| r.get(0)))
-        })
+        Box::pin(bounded(
+            async move {
+                let client = self.client().await?;
+                // Prepared once per connection: one round trip per read.
+                let stmt = client
+                    .prepare_cached(
+                        "SELECT value FROM store_records WHERE service = $1 AND key = $2",
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                let row = client
+                    .query_opt(&stmt, &[&self.service, &key])
+                    .await
+                    .map_err(unavailable)?;
+                Ok(row.map(|r| r.get(0)))
+            },
+            timed_out,
+        ))
     }
 
     fn write(&self, write: Write) -> BoxFuture<'_, Result<Done, StoreError>> {
@@ -94,34 +106,40 @@ impl Backend for PgStore {
         after: bool,
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        Box::pin(async move {
-            let client = self.client().await?;
-            let sql = if after {
-                "SELECT key FROM store_records WHERE service = $1 AND key > $2 ORDER BY key LIMIT $3"
-            } else {
-                "SELECT key FROM store_records WHERE service = $1 AND key >= $2 ORDER BY key LIMIT $3"
-            };
-            let stmt = client.prepare_cached(sql).await.map_err(unavailable)?;
-            let rows = client
-                .query(&stmt, &[&self.service, &start, &i64::from(limit)])
-                .await
-                .map_err(unavailable)?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
+        Box::pin(bounded(
+            async move {
+                let client = self.client().await?;
+                let sql = if after {
+                    "SELECT key FROM store_records WHERE service = $1 AND key > $2 ORDER BY key LIMIT $3"
+                } else {
+                    "SELECT key FROM store_records WHERE service = $1 AND key >= $2 ORDER BY key LIMIT $3"
+                };
+                let stmt = client.prepare_cached(sql).await.map_err(unavailable)?;
+                let rows = client
+                    .query(&stmt, &[&self.service, &start, &i64::from(limit)])
+                    .await
+                    .map_err(unavailable)?;
+                Ok(rows.iter().map(|r| r.get(0)).collect())
+            },
+            timed_out,
+        ))
     }
 
     fn records(&self) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
-        Box::pin(async move {
-            let client = self.client().await?;
-            let rows = client
-                .query(
-                    "SELECT key, value FROM store_records WHERE service = $1 ORDER BY key",
-                    &[&self.service],
-                )
-                .await
-                .map_err(unavailable)?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-        })
+        Box::pin(bounded(
+            async move {
+                let client = self.client().await?;
+                let rows = client
+                    .query(
+                        "SELECT key, value FROM store_records WHERE service = $1 ORDER BY key",
+                        &[&self.service],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            },
+            timed_out,
+        ))
     }
 }
 
@@ -142,7 +160,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            match self.commit(&batch).await {
+            match bounded(self.commit(&batch), timed_out).await {
                 Ok(outcomes) => {
                     for (job, outcome) in batch.into_iter().zip(outcomes) {
                         let _ = job.reply.send(outcome);
