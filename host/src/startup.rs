@@ -36,43 +36,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let data_dir = &config.data_dir;
-    let auth_config = AuthConfig {
-        token_ttl: config.token_ttl,
-        issuer: ISSUER.to_string(),
-    };
-    crate::base::files::create_private_dir(data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let addr = listener.local_addr()?;
-    let host_id = cluster::host_id(
-        data_dir,
-        config.cluster.as_ref().and_then(|c| c.host_id.as_deref()),
-    )?;
-    let host = HostIdentity {
-        url: config
-            .cluster
-            .as_ref()
-            .and_then(|c| c.advertise_url.clone())
-            .unwrap_or_else(|| format!("http://{addr}")),
-        id: host_id,
-    };
-    let cluster = match &config.cluster {
-        Some(c) => Some(Arc::new(
-            Cluster::join(c, host.id.clone(), host.url.clone()).await?,
-        )),
-        None => None,
-    };
-    // In a cluster, API keys, revocations, the pepper and the admin
-    // credential are the cluster's; this host's signing key stays local.
-    let auth = match &cluster {
-        Some(cluster) => Auth::open_cluster(data_dir, auth_config, cluster).await?,
-        None => Auth::open(data_dir, auth_config)
-            .with_context(|| format!("opening Core auth in {}", data_dir.display()))?,
-    };
-    let auth = Arc::new(auth);
-    let audit = AuditLog::open_with(&data_dir.join("audit.db"), config.audit_durability)
-        .context("opening the audit log")?;
-    let auth_sync = cluster.as_ref().map(|_| auth.spawn_sync());
-    let registry = Registry::new(addr);
+    let (core, auth_sync) = open_core(&config, addr).await?;
+    let (audit, cluster) = (core.audit.clone(), core.cluster.clone());
     let engine = WasmEngine::new(
         config.max_instances,
         config.sandbox.max_memory(),
@@ -80,22 +46,6 @@ pub async fn run(
         &data_dir.join("cache"),
     )
     .context("starting wasmtime")?;
-    let core = Core {
-        auth: auth.clone(),
-        audit: audit.clone(),
-        registry: Arc::new(registry),
-        stores: Arc::new({
-            let sandbox = config.sandbox.clone();
-            let quota_of = Box::new(move |service: &str| sandbox.store_quota(service));
-            match &cluster {
-                // Every service's data is shared by the hosts of the cluster.
-                Some(cluster) => Stores::postgres(cluster.pool(), quota_of),
-                None => Stores::new(&data_dir.join("stores"), quota_of),
-            }
-        }),
-        host: Arc::new(host),
-        cluster: cluster.clone(),
-    };
     let record = Deployments::open(data_dir).context("opening the deployment record")?;
     let before = record.snapshot();
     let runtime = Runtime::new(engine, core, config.sandbox.clone(), record)?;
@@ -183,4 +133,68 @@ pub async fn run(
     }
     audit.flush().await.context("flushing the audit log")?;
     Ok(())
+}
+
+/// Opens Core for this run: the data directory, this host's identity, the
+/// cluster (when configured: joined before anything serves), auth, the
+/// audit log, the registry and the stores. With a cluster, the task that
+/// keeps the shared auth state current comes back too.
+async fn open_core(
+    config: &Config,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<(Core, Option<tokio::task::JoinHandle<()>>)> {
+    let data_dir = &config.data_dir;
+    let auth_config = AuthConfig {
+        token_ttl: config.token_ttl,
+        issuer: ISSUER.to_string(),
+    };
+    crate::base::files::create_private_dir(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let host_id = cluster::host_id(
+        data_dir,
+        config.cluster.as_ref().and_then(|c| c.host_id.as_deref()),
+    )?;
+    let host = HostIdentity {
+        url: config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.advertise_url.clone())
+            .unwrap_or_else(|| format!("http://{addr}")),
+        id: host_id,
+    };
+    let cluster = match &config.cluster {
+        Some(c) => Some(Arc::new(
+            Cluster::join(c, host.id.clone(), host.url.clone()).await?,
+        )),
+        None => None,
+    };
+    // In a cluster, API keys, revocations, the pepper and the admin
+    // credential are the cluster's; this host's signing key stays local.
+    let auth = match &cluster {
+        Some(cluster) => Auth::open_cluster(data_dir, auth_config, cluster).await?,
+        None => Auth::open(data_dir, auth_config)
+            .with_context(|| format!("opening Core auth in {}", data_dir.display()))?,
+    };
+    let auth = Arc::new(auth);
+    let audit = AuditLog::open_with(&data_dir.join("audit.db"), config.audit_durability)
+        .context("opening the audit log")?;
+    let auth_sync = cluster.as_ref().map(|_| auth.spawn_sync());
+    let registry = Registry::new(addr);
+    let core = Core {
+        auth: auth.clone(),
+        audit: audit.clone(),
+        registry: Arc::new(registry),
+        stores: Arc::new({
+            let sandbox = config.sandbox.clone();
+            let quota_of = Box::new(move |service: &str| sandbox.store_quota(service));
+            match &cluster {
+                // Every service's data is shared by the hosts of the cluster.
+                Some(cluster) => Stores::postgres(cluster.pool(), quota_of),
+                None => Stores::new(&data_dir.join("stores"), quota_of),
+            }
+        }),
+        host: Arc::new(host),
+        cluster,
+    };
+    Ok((core, auth_sync))
 }
