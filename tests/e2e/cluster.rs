@@ -28,19 +28,11 @@ fn fresh_database(tag: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
-    let url = server_url();
-    block_on(async {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("connect to HMS_TEST_PG");
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-    });
-    let base = url.rsplit_once('/').unwrap().0;
-    format!("{base}/{name}")
+    block_on(hms_host::base::postgres::create_database(
+        &server_url(),
+        &name,
+    ))
+    .expect("create a database on HMS_TEST_PG")
 }
 
 fn cluster_flags<'a>(url: &'a str, id: &'a str) -> Vec<&'a str> {

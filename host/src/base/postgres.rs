@@ -193,6 +193,33 @@ pub async fn migrate(pool: &Pool, target: &Target) -> Result<i64, PgError> {
     result
 }
 
+/// Creates database `name` (letters, digits and `_`) on the server of
+/// `server_url` and returns the URL of the new database: for tests and
+/// tooling that need a fresh cluster database.
+pub async fn create_database(server_url: &str, name: &str) -> Result<String, PgError> {
+    let target = Target::parse(server_url)?;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(target.failed(format!("{name:?} is not a plain database name")));
+    }
+    let (client, conn) = target
+        .config
+        .connect(NoTls)
+        .await
+        .map_err(|e| PgError::Unreachable {
+            target: target.shown.clone(),
+            reason: e.to_string(),
+        })?;
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .map_err(|e| target.failed(e))?;
+    let base = server_url
+        .rsplit_once('/')
+        .map_or(server_url, |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}
+
 /// `op`, failing with `timed_out()` once it has taken [`OP_TIMEOUT`].
 pub async fn bounded<T, E>(
     op: impl std::future::Future<Output = Result<T, E>>,

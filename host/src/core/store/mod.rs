@@ -443,15 +443,9 @@ mod tests {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let (client, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        let url = crate::base::postgres::create_database(&server, &name)
             .await
-            .expect("connect to HMS_TEST_PG");
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+            .expect("create a database on HMS_TEST_PG");
         let target = crate::base::postgres::Target::parse(&url).unwrap();
         let pool = crate::base::postgres::connect(&target).await.unwrap();
         crate::base::postgres::migrate(&pool, &target)
