@@ -269,6 +269,21 @@ def wrk(url, conns, seconds, method="GET", body="", auth="", servers=(), script=
             "cpu_us": cpu / total * 1e6 if servers and total else None}
 
 
+def wrk_split(urls, conns, seconds, servers=(), **shape):
+    """wrk against every URL of `urls` at once, the connections split among
+    them: throughput and requests summed, latency the worst of the runs,
+    CPU per request over all `servers`."""
+    cpu0 = sum(group_cpu_seconds(s.proc.pid) for s in servers)
+    share = max(1, conns // len(urls))
+    with concurrent.futures.ThreadPoolExecutor(len(urls)) as pool:
+        runs = list(pool.map(lambda u: wrk(u, share, seconds, **shape), urls))
+    total = sum(r["requests"] for r in runs)
+    cpu = sum(group_cpu_seconds(s.proc.pid) for s in servers) - cpu0
+    return {"rps": sum(r["rps"] for r in runs), "p50_ms": max(r["p50_ms"] for r in runs),
+            "p99_ms": max(r["p99_ms"] for r in runs), "requests": total,
+            "errors": sum(r["errors"] for r in runs), "cpu_us": cpu / total * 1e6 if servers and total else None}
+
+
 def summarize(scenario, conns, contender, rs):
     """One result row: medians of the runs `rs`, failures summed."""
     return {"scenario": scenario, "conns": conns, "contender": contender, "runs": rs,
@@ -288,7 +303,10 @@ def compare(results, scenario, contenders, conns_list, args, method="GET", body=
         for rep in range(args.reps):
             for name, url, auth, servers, *opts in contenders:
                 shape = dict({"method": method, "body": body}, **(opts[0] if opts else {}))
-                r = wrk(url, conns, args.seconds, auth=auth, servers=servers, **shape)
+                if isinstance(url, (list, tuple)):  # the load split among several hosts
+                    r = wrk_split(url, conns, args.seconds, auth=auth, servers=servers, **shape)
+                else:
+                    r = wrk(url, conns, args.seconds, auth=auth, servers=servers, **shape)
                 runs[name].append(r)
                 print(f"  {scenario:<10} c={conns:<3} rep {rep + 1}/{args.reps} {name:<28} "
                       f"{r['rps']:>10.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
@@ -952,9 +970,13 @@ def bench_cluster(results, tmp, args):
                     {"op": "set", "key": k, "value": STORE_VALUE}))[0], keys))
             if any(st != 200 for st in loaded):
                 sys.exit(f"loading the store keys failed on {server.name}: {collections.Counter(loaded)}")
+        member2 = start_hms(comps, tmp, "cluster-member-2", ["--cluster", url, "--host-id", "b2"])
+        servers.append(member2)
         seed = "/reports/identity-check"
         compare(results, "cluster seed", [("hms-host", alone.url + seed, "", [alone]),
-                                          ("hms-host, cluster", member.url + seed, "", [member])],
+                                          ("hms-host, cluster", member.url + seed, "", [member]),
+                                          ("2 cluster hosts, load split", [member.url + seed, member2.url + seed],
+                                           "", [member, member2])],
                 args.conns, args, "POST", ID_BODY)
         store_env = {"STORE_KEYS": str(STORE_KEYS), "STORE_VALUE": STORE_VALUE}
         for name, shape in (("get", {"script": STORE_LUA, "env": dict(store_env, STORE_OP="get")}),
