@@ -15,12 +15,12 @@ pub const CLUSTER: &str = "/_hms/cluster";
 
 /// `/_hms/keys/{id}`.
 pub fn key(id: &str) -> String {
-    format!("{KEYS}/{}", segment(id))
+    format!("{KEYS}/{}", escape(id))
 }
 
 /// `/_hms/services/{name}`.
 pub fn service(name: &str) -> String {
-    format!("{SERVICES}/{}", segment(name))
+    format!("{SERVICES}/{}", escape(name))
 }
 
 /// `/_hms/services/{name}/versions`.
@@ -40,7 +40,7 @@ pub fn stats(name: &str) -> String {
 
 /// `/_hms/data/{service}`.
 pub fn data(service: &str) -> String {
-    format!("{PREFIX}/data/{}", segment(service))
+    format!("{PREFIX}/data/{}", escape(service))
 }
 
 /// `/_hms/events?...` with the given filters.
@@ -62,11 +62,6 @@ pub fn events(q: &super::types::EventQuery) -> String {
     } else {
         format!("{EVENTS}?{}", query.join("&"))
     }
-}
-
-/// A path segment as given, escaped where it is not a plain name.
-fn segment(s: &str) -> String {
-    escape(s)
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.

@@ -55,7 +55,7 @@ const FREE_TICKS: u32 = 2;
 
 /// Deployed services and their routes: one immutable snapshot.
 #[derive(Default)]
-pub(crate) struct Deployment {
+struct Deployment {
     services: BTreeMap<String, Arc<Service>>,
     routes: RouteTable<Arc<Service>>,
 }

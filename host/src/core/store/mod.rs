@@ -23,6 +23,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
 
 use crate::base::sqlite::OpenError;
 use crate::base::sync::lock;
@@ -226,6 +227,35 @@ pub enum Write {
     Increment(String, i64),
     /// All or nothing.
     Import(Vec<(String, Vec<u8>)>),
+}
+
+/// A write queued for a backend's group-commit writer, and where its answer goes.
+pub(crate) struct Job {
+    pub write: Write,
+    pub reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+impl Job {
+    /// A job for `write`, and the answer to wait for.
+    pub(crate) fn new(write: Write) -> (Job, oneshot::Receiver<Result<Done, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        (Job { write, reply }, answer)
+    }
+}
+
+/// The answer of a job handed (`sent`) to a writer: a writer that has
+/// stopped answers `unavailable`.
+pub(crate) fn answered<'a>(
+    sent: bool,
+    answer: oneshot::Receiver<Result<Done, StoreError>>,
+) -> BoxFuture<'a, Result<Done, StoreError>> {
+    Box::pin(async move {
+        let gone = || StoreError::Unavailable("the store's writer has stopped".into());
+        if !sent {
+            return Err(gone());
+        }
+        answer.await.map_err(|_| gone())?
+    })
 }
 
 /// What a write answers.

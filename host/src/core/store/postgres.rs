@@ -9,19 +9,14 @@
 //! are answered `unavailable`, never as done.
 
 use super::plan::plan;
-use super::{Backend, BoxFuture, Done, Entry, Quota, StoreError, Write};
+use super::{Backend, BoxFuture, Done, Entry, Job, Quota, StoreError, Write, answered};
 use crate::base::postgres::{bounded, error_text};
 use deadpool_postgres::Pool;
 use std::collections::BTreeMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
-
-struct Job {
-    write: Write,
-    reply: oneshot::Sender<Result<Done, StoreError>>,
-}
 
 /// One service's records in the cluster database.
 pub struct PgStore {
@@ -91,13 +86,8 @@ impl Backend for PgStore {
     }
 
     fn write(&self, write: Write) -> BoxFuture<'_, Result<Done, StoreError>> {
-        let (reply, answer) = oneshot::channel();
-        let sent = self.tx.send(Job { write, reply });
-        Box::pin(async move {
-            let gone = || StoreError::Unavailable("the store's writer has stopped".into());
-            sent.map_err(|_| gone())?;
-            answer.await.map_err(|_| gone())?
-        })
+        let (job, answer) = Job::new(write);
+        answered(self.tx.send(job).is_ok(), answer)
     }
 
     fn keys_from<'a>(

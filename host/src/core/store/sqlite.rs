@@ -6,14 +6,13 @@
 //! separate connection and see every write already answered.
 
 use super::plan::{Plan, plan};
-use super::{Backend, BoxFuture, Done, Entry, Quota, StoreError, Write};
+use super::{Backend, BoxFuture, Done, Entry, Job, Quota, StoreError, Write, answered};
 use crate::base::sqlite;
 use crate::base::sync::lock;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, mpsc};
-use tokio::sync::oneshot;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -33,11 +32,6 @@ impl From<rusqlite::Error> for StoreError {
 pub struct SqliteStore {
     tx: Mutex<mpsc::Sender<Job>>,
     reader: Mutex<Connection>,
-}
-
-struct Job {
-    write: Write,
-    reply: oneshot::Sender<Result<Done, StoreError>>,
 }
 
 impl SqliteStore {
@@ -84,13 +78,8 @@ impl Backend for SqliteStore {
     }
 
     fn write(&self, write: Write) -> BoxFuture<'_, Result<Done, StoreError>> {
-        let (reply, answer) = oneshot::channel();
-        let sent = lock(&self.tx).send(Job { write, reply });
-        Box::pin(async move {
-            let gone = || StoreError::Unavailable("the store's writer has stopped".into());
-            sent.map_err(|_| gone())?;
-            answer.await.map_err(|_| gone())?
-        })
+        let (job, answer) = Job::new(write);
+        answered(lock(&self.tx).send(job).is_ok(), answer)
     }
 
     fn keys_from<'a>(
