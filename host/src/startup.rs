@@ -176,8 +176,16 @@ async fn open_core(
             .with_context(|| format!("opening Core auth in {}", data_dir.display()))?,
     };
     let auth = Arc::new(auth);
-    let audit = AuditLog::open_with(&data_dir.join("audit.db"), config.audit_durability)
-        .context("opening the audit log")?;
+    // In a cluster, this host's chain of the cluster's audit log.
+    let audit = match &cluster {
+        Some(cluster) => AuditLog::open_cluster(cluster.pool(), &host.id).await,
+        None => AuditLog::open_with(
+            &data_dir.join("audit.db"),
+            &host.id,
+            config.audit_durability,
+        ),
+    }
+    .context("opening the audit log")?;
     let auth_sync = cluster.as_ref().map(|_| auth.spawn_sync());
     let registry = Registry::new(addr);
     let core = Core {

@@ -218,7 +218,7 @@ fn a_schema_newer_than_this_host_knows_is_refused_naming_both_versions() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("has schema version 999, newer than this hms-host knows (3)"),
+        stderr.contains("has schema version 999, newer than this hms-host knows (4)"),
         "{stderr}"
     );
 }
@@ -375,15 +375,18 @@ fn probe(host: &Host, body: serde_json::Value) -> JsonResponse {
 }
 
 #[test]
-fn acknowledged_store_writes_survive_kill_9_of_postgres() {
+fn acknowledged_store_writes_and_audit_events_survive_kill_9_of_postgres() {
     let pg = OwnPostgres::start();
+    let mut components = seed_components();
+    components.push(component("store_probe"));
     let host = Host::start_with(
-        &[component("store_probe")],
+        &components,
         &temp_dir("pg-crash"),
         &cluster_flags(&pg.url, "h1"),
     );
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let acknowledged = std::sync::Mutex::new(Vec::new());
+    // Keys whose set was acknowledged; traces of acknowledged reports.
+    let acknowledged = std::sync::Mutex::new((Vec::new(), Vec::new()));
     let refused = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for client in 0..4 {
@@ -392,16 +395,37 @@ fn acknowledged_store_writes_survive_kill_9_of_postgres() {
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let key = format!("k-{client}-{i}");
-                    let r = probe(
-                        host,
-                        serde_json::json!({"op": "set", "key": key, "value": "v"}),
-                    );
-                    if r.status == 200 {
-                        acknowledged.lock().unwrap().push(key);
+                    let r = if client % 2 == 0 {
+                        probe(
+                            host,
+                            serde_json::json!({"op": "set", "key": key, "value": "v"}),
+                        )
                     } else {
-                        // Never a false "done": a store error naming it.
-                        assert_eq!(r.status, 409, "{:?}", r.body);
-                        assert_eq!(r.body["kind"], "unavailable", "{:?}", r.body);
+                        host.post(
+                            "/reports/identity-check",
+                            &serde_json::json!({"id": "C12345"}),
+                        )
+                    };
+                    if r.status == 200 {
+                        let mut done = acknowledged.lock().unwrap();
+                        match r.headers.get("x-trace-id") {
+                            Some(trace) if client % 2 == 1 => {
+                                done.1.push(trace.to_str().unwrap().to_string())
+                            }
+                            _ => done.0.push(key),
+                        }
+                    } else {
+                        // Never a false "done": the store's error, or the
+                        // host's refusal to serve what it cannot audit.
+                        let refusal = r.body.to_string();
+                        let why = match r.status.as_u16() {
+                            409 => r.body["kind"] == "unavailable",
+                            503 => r.body["code"] == "unavailable",
+                            // report: identity's store was unavailable.
+                            502 => refusal.contains("store_unavailable"),
+                            _ => false,
+                        };
+                        assert!(why, "{}: {refusal}", r.status);
                         refused.fetch_add(1, Ordering::Relaxed);
                     }
                     i += 1;
@@ -415,21 +439,32 @@ fn acknowledged_store_writes_survive_kill_9_of_postgres() {
         std::thread::sleep(Duration::from_millis(700));
         stop.store(true, Ordering::Relaxed);
     });
-    let acknowledged = acknowledged.into_inner().unwrap();
-    assert!(
-        acknowledged.len() > 20,
-        "writes went through: {}",
-        acknowledged.len()
-    );
+    let (keys, traces) = acknowledged.into_inner().unwrap();
+    assert!(keys.len() > 20, "writes went through: {}", keys.len());
+    assert!(traces.len() > 5, "reports went through: {}", traces.len());
     assert!(
         refused.load(Ordering::Relaxed) > 0,
-        "some writes met the crash"
+        "some requests met the crash"
     );
-    for key in &acknowledged {
+    for key in &keys {
         let r = probe(&host, serde_json::json!({"op": "get", "key": key}));
         assert_eq!(
             r.body["value"], "v",
             "acknowledged write {key} is there after the crash"
+        );
+    }
+    // Audit-before-response held in PostgreSQL: every answered report's
+    // events were committed before it was answered.
+    for trace in &traces {
+        let services: Vec<String> = host
+            .events(&format!("trace={trace}"))
+            .iter()
+            .map(|e| e["service"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            services,
+            ["identity-service", "report-service"],
+            "events of the answered request {trace}"
         );
     }
 }
@@ -455,12 +490,15 @@ fn with_postgres_down_nobody_is_evicted_and_serving_resumes_when_it_is_back() {
     );
 
     pg.pg("kill");
-    // Longer than a lease: nobody can judge, so nobody is declared dead.
-    std::thread::sleep(Duration::from_millis(LEASE_MS + 500));
+    // Longer than a lease and than the 2 s a host trusts its view of the
+    // database: nobody can judge, so nobody is declared dead.
+    std::thread::sleep(Duration::from_millis(LEASE_MS + 1500));
     let r = probe(&h2, serde_json::json!({"op": "get", "key": "k"}));
     assert_eq!(
-        (r.status.as_u16(), r.body["kind"].as_str()),
-        (409, Some("unavailable"))
+        (r.status.as_u16(), r.body["code"].as_str()),
+        (503, Some("unavailable")),
+        "{:?}",
+        r.body
     );
     let status =
         block_on(
@@ -470,9 +508,14 @@ fn with_postgres_down_nobody_is_evicted_and_serving_resumes_when_it_is_back() {
         .unwrap();
     assert_eq!(status.status, 503, "{:?}", status.body);
     assert_eq!(status.body["code"], "unavailable");
-    // What needs no database keeps working.
+    // A host that could not audit what it serves serves nothing.
     let hello = block_on(h2.client().send(http::Method::GET, "/hello/", None, &[])).unwrap();
-    assert_eq!(hello.status, 200);
+    assert_eq!(
+        (hello.status.as_u16(), hello.body["code"].as_str()),
+        (503, Some("unavailable")),
+        "{:?}",
+        hello.body
+    );
 
     pg.pg("restart");
     // No host restarted: both come back alive and the store serves again.
@@ -481,14 +524,15 @@ fn with_postgres_down_nobody_is_evicted_and_serving_resumes_when_it_is_back() {
         let ok = block_on(h1.admin().cluster())
             .map(|s| s.hosts.len() == 2 && s.hosts.iter().all(|h| h.alive))
             .unwrap_or(false);
-        if ok {
+        // Serving again once the host's view of the database is current.
+        let r = probe(&h2, serde_json::json!({"op": "get", "key": "k"}));
+        if ok && r.status == 200 {
+            assert_eq!(r.body["value"], "1");
             break;
         }
         assert!(Instant::now() < deadline, "the hosts did not come back");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let r = probe(&h2, serde_json::json!({"op": "get", "key": "k"}));
-    assert_eq!(r.body["value"], "1");
 }
 
 fn verify_on(host: &Host, token: &str) -> JsonResponse {
@@ -558,7 +602,7 @@ fn keys_tokens_revocations_and_the_admin_credential_are_cluster_wide() {
 }
 
 #[test]
-fn a_host_cut_off_from_the_database_refuses_api_key_tokens_until_it_is_back() {
+fn a_host_cut_off_from_the_database_serves_nothing_and_refuses_api_keys_until_it_is_back() {
     let pg = OwnPostgres::start();
     let host = Host::start_with(
         &seed_components(),
@@ -573,15 +617,13 @@ fn a_host_cut_off_from_the_database_refuses_api_key_tokens_until_it_is_back() {
     assert_eq!(verify_on(&host, &token).status, 200);
 
     pg.pg("kill");
-    // Past the staleness bound this host cannot know of a revocation.
+    // Past the staleness bound this host cannot know of a revocation (nor
+    // audit): it serves nothing, and exchanges no API key.
     std::thread::sleep(Duration::from_millis(2500));
     let r = verify_on(&host, &token);
-    assert_eq!(r.status, 401, "{:?}", r.body);
-    assert!(
-        r.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("cannot confirm"),
+    assert_eq!(
+        (r.status.as_u16(), r.body["code"].as_str()),
+        (503, Some("unavailable")),
         "{:?}",
         r.body
     );
@@ -778,4 +820,100 @@ fn a_host_cut_off_from_postgres_stops_counting_as_alive_and_rejoins_by_itself() 
             probe(&h1, serde_json::json!({"op": "get", "key": "k"})).body["value"] == "1"
         });
     }
+}
+
+#[test]
+fn the_audit_log_is_the_clusters_and_one_trace_served_by_two_hosts_reads_together() {
+    let url = fresh_database("audit");
+    let start =
+        |id: &str| Host::start_with(&seed_components(), &temp_dir(id), &cluster_flags(&url, id));
+    let (h1, h2) = (start("h1"), start("h2"));
+    // One trace, continued by a request to each host.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
+    for host in [&h1, &h2] {
+        let r = block_on(host.client().send(
+            http::Method::POST,
+            "/reports/identity-check",
+            Some(&serde_json::json!({"id": "C12345"})),
+            &[("traceparent", &traceparent)],
+        ))
+        .unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let of_trace = |host: &Host| -> Vec<(String, String)> {
+        host.events(&format!("trace={trace}"))
+            .iter()
+            .map(|e| {
+                (
+                    e["host"].as_str().unwrap().to_string(),
+                    e["service"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let expected: Vec<(String, String)> = [
+        ("h1", "identity-service"),
+        ("h1", "report-service"),
+        ("h2", "identity-service"),
+        ("h2", "report-service"),
+    ]
+    .iter()
+    .map(|(h, s)| (h.to_string(), s.to_string()))
+    .collect();
+    assert_eq!(of_trace(&h1), expected);
+    assert_eq!(of_trace(&h2), expected);
+
+    // The events live in the database, not on the host that wrote them.
+    let (mut h1, h2) = (h1, h2);
+    h1.child.kill().unwrap();
+    h1.child.wait().unwrap();
+    assert_eq!(of_trace(&h2), expected);
+
+    // `hms-host logs` pages through every host's chain with the cursor.
+    let out = Command::new(env!("CARGO_BIN_EXE_hms-host"))
+        .args(["logs", "--json", "--url", &h2.url(), "--data-dir"])
+        .arg(&h2.data_dir)
+        .env_remove("HMS_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut per_host = std::collections::BTreeMap::<String, Vec<u64>>::new();
+    for e in &lines {
+        per_host
+            .entry(e["host"].as_str().unwrap().to_string())
+            .or_default()
+            .push(e["seq"].as_u64().unwrap());
+    }
+    assert_eq!(per_host.keys().collect::<Vec<_>>(), ["h1", "h2"]);
+    for (host, seqs) in &per_host {
+        let all: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, &all, "every event of {host}'s chain once, in order");
+    }
+
+    // Paging by one host's seq alone means nothing in a cluster.
+    let r = block_on(
+        h2.admin()
+            .send(http::Method::GET, "/_hms/events?after=3", None, &[]),
+    )
+    .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.body["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let r = block_on(
+        h2.admin()
+            .send(http::Method::GET, "/_hms/events?cursor=h1:x", None, &[]),
+    )
+    .unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
 }

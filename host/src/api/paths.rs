@@ -54,6 +54,8 @@ pub fn events(q: &super::types::EventQuery) -> String {
     push("service", q.service.clone());
     push("trace", q.trace.clone());
     push("level", q.level.map(|l| l.as_str().to_string()));
+    push("host", q.host.clone());
+    push("cursor", q.cursor.clone());
     push("after", q.after.map(|n| n.to_string()));
     push("limit", q.limit.map(|n| n.to_string()));
     push("wait", q.wait.map(|n| n.to_string()));

@@ -171,6 +171,9 @@ pub struct Imported {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventList {
     pub events: Vec<Event>,
+    /// Where these events end: give it back as `cursor` to read on (the
+    /// last `seq` seen of each host's chain, `HOST:SEQ,...`).
+    pub cursor: String,
 }
 
 /// The query of `GET /_hms/events`. (Not `#[serde(flatten)]`: flattening
@@ -184,7 +187,12 @@ pub struct EventQuery {
     pub trace: Option<String>,
     /// Only events at least this severe (`debug`, `info`, `warn`, `error`).
     pub level: Option<Level>,
-    /// Only events with a greater `seq`.
+    /// Only events of this host's chain.
+    pub host: Option<String>,
+    /// Only events after this cursor (the `cursor` of a previous answer).
+    pub cursor: Option<String>,
+    /// Only events of this host's own chain with a greater `seq` (standalone
+    /// paging; in a cluster use `cursor`, which covers every host).
     pub after: Option<u64>,
     /// At most this many (default 100, at most 1000).
     pub limit: Option<usize>,

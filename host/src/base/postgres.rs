@@ -230,10 +230,19 @@ pub async fn bounded<T, E>(
         .unwrap_or_else(|_| Err(timed_out()))
 }
 
+/// A database error with what the server said (tokio-postgres's own
+/// text for it is only "db error").
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}
+
 /// A pool error with its cause (deadpool's own text hides it).
 pub fn error_text(e: &deadpool_postgres::PoolError) -> String {
     match e {
-        deadpool_postgres::PoolError::Backend(e) => e.to_string(),
+        deadpool_postgres::PoolError::Backend(e) => describe(e),
         deadpool_postgres::PoolError::Timeout(_) => "timed out connecting".to_string(),
         other => other.to_string(),
     }

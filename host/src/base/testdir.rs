@@ -25,3 +25,54 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The storage backends a conformance suite runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A pool on a new, migrated database on the tests' PostgreSQL server
+/// (`HMS_TEST_PG`, which `scripts/test.sh` starts).
+pub async fn fresh_pool(tag: &str) -> deadpool_postgres::Pool {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let server = std::env::var("HMS_TEST_PG").expect(
+        "the PostgreSQL backend tests need HMS_TEST_PG: run scripts/test.sh, or \
+         `source scripts/pg.sh; pg_start` first",
+    );
+    let name = format!(
+        "u_{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let url = crate::base::postgres::create_database(&server, &name)
+        .await
+        .expect("create a database on HMS_TEST_PG");
+    let target = crate::base::postgres::Target::parse(&url).unwrap();
+    let pool = crate::base::postgres::connect(&target).await.unwrap();
+    crate::base::postgres::migrate(&pool, &target)
+        .await
+        .unwrap();
+    pool
+}
+
+/// Declares each listed test (an `async fn(Backend)` in the enclosing
+/// module) once per backend: `on_sqlite::NAME` and `on_postgres::NAME`.
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test($crate::base::testdir::Backend::Sqlite).await
+            })*
+        }
+        mod on_postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test($crate::base::testdir::Backend::Postgres).await
+            })*
+        }
+    };
+}
+pub(crate) use on_every_backend;

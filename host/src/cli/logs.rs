@@ -18,6 +18,9 @@ pub struct LogsArgs {
     /// Only events of this trace id.
     #[arg(long)]
     trace: Option<String>,
+    /// Only events of this host's chain (in a cluster).
+    #[arg(long)]
+    host_id: Option<String>,
     /// Only events at or above this level (debug, info, warn, error).
     #[arg(long)]
     level: Option<Level>,
@@ -35,21 +38,24 @@ pub async fn logs(args: LogsArgs, host: &HostArgs) -> anyhow::Result<()> {
         service: args.service,
         trace: args.trace,
         level: args.level,
-        after: Some(0),
+        host: args.host_id,
         limit: Some(PAGE),
         wait: args.follow.then_some(FOLLOW_WAIT),
+        ..EventQuery::default()
     };
     loop {
-        let events = client.events(&query).await?.events;
+        let page = client.events(&query).await?;
+        let events = page.events;
+        query.cursor = Some(page.cursor);
         for e in &events {
-            query.after = query.after.max(Some(e.seq));
             if args.json {
                 output::json(e)?;
             } else {
                 let time = std::time::UNIX_EPOCH + Duration::from_millis(e.time_ms);
                 outln!(
-                    "{:>6} {} {:<5} {:<20} {} {}",
+                    "{:>6} {} {} {:<5} {:<20} {} {}",
                     e.seq,
+                    e.host,
                     humantime::format_rfc3339_millis(time),
                     e.level.as_str(),
                     e.service,

@@ -48,6 +48,19 @@ pub struct HostIdentity {
 }
 
 impl Core {
+    /// Why this host must not serve requests now, if it must not: it cannot
+    /// store audit events, or (in a cluster) it has lost the database, so
+    /// it could neither audit nor see revocations.
+    pub fn unavailable(&self) -> Option<String> {
+        if let Some(why) = self.audit.failing() {
+            return Some(format!("the audit log cannot be written: {why}"));
+        }
+        if self.cluster.is_some() && !self.auth.is_current() {
+            return Some("this host cannot reach the cluster database".to_string());
+        }
+        None
+    }
+
     /// Appends an event for `service` within `trace`.
     pub fn log(&self, service: &str, trace: &Trace, level: Level, message: impl Into<String>) {
         trace.mark_logged();

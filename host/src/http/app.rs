@@ -1,6 +1,7 @@
 //! The application state every handler shares, and audit-before-response.
 
 use crate::api::error::ApiError;
+use crate::core::audit::AuditError;
 use crate::runtime::Runtime;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -41,5 +42,17 @@ pub async fn audited(app: &App) -> Result<(), Response> {
         .audit
         .flush()
         .await
-        .map_err(|e| ApiError::Internal(format!("audit log flush failed: {e}")).into_response())
+        .map_err(|e| audit_refusal(e).into_response())
+}
+
+/// The answer when the audit log cannot be read or written: 503 while
+/// storing fails (the events are held and retried, and the request may be
+/// retried too), 500 for anything else.
+pub fn audit_refusal(e: AuditError) -> ApiError {
+    match e {
+        AuditError::Unavailable(_) | AuditError::Commit(_) => {
+            ApiError::Unavailable(format!("the audit log cannot be written: {e}"))
+        }
+        other => ApiError::Internal(format!("audit log: {other}")),
+    }
 }

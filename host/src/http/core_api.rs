@@ -5,11 +5,11 @@
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::types::*;
-use crate::core::audit::Query;
+use crate::core::audit::{Cursor, Query};
 use crate::core::auth::{AuthError, Presenter};
 use crate::core::registry::RegistryError;
 use crate::core::store::{ImportError, StoreError};
-use crate::http::app::{App, audited};
+use crate::http::app::{App, audit_refusal, audited};
 use crate::http::error::ApiJson;
 use crate::runtime::DeployError;
 use axum::extract::{
@@ -31,6 +31,8 @@ const MAX_COMPONENT_BYTES: usize = 64 << 20;
 /// Largest data import accepted (JSON lines).
 const MAX_IMPORT_BYTES: usize = 256 << 20;
 
+/// How often a long-poll in a cluster looks for other hosts' events.
+const CLUSTER_POLL: Duration = Duration::from_millis(250);
 /// Longest a `GET /_hms/events?wait=N` long-poll is held open.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
@@ -510,39 +512,57 @@ async fn events(
     params: Result<QueryParams<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<EventList>, ApiError> {
     let QueryParams(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let query = Query {
+    let core = app.runtime.core();
+    let audit = core.audit.clone();
+    let cursor = match (params.cursor, params.after) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give either cursor or after, not both".into(),
+            ));
+        }
+        (Some(text), None) => text
+            .parse::<Cursor>()
+            .map_err(|e| ApiError::BadRequest(format!("cursor: {e}")))?,
+        (None, Some(_)) if core.cluster.is_some() => {
+            return Err(ApiError::BadRequest(
+                "after is the seq of one host's chain: in a cluster, page with cursor".into(),
+            ));
+        }
+        (None, Some(seq)) => Cursor::at(audit.host(), seq),
+        (None, None) => Cursor::default(),
+    };
+    let mut query = Query {
         service: params.service,
         trace: params.trace,
         level: params.level,
-        after: params.after,
+        host: params.host,
+        cursor,
         limit: params.limit,
     };
-    let audit = app.runtime.core().audit.clone();
     // Everything logged before this read is part of it (the writer may be
     // holding events nobody has flushed yet).
-    audit
-        .flush()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    audit.flush().await.map_err(audit_refusal)?;
     let mut updates = audit.subscribe();
+    // Other hosts' commits are not announced here: a cluster read polls.
+    let poll = match core.cluster {
+        Some(_) => CLUSTER_POLL,
+        None => MAX_WAIT,
+    };
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(params.wait.unwrap_or(0)).min(MAX_WAIT);
     loop {
-        let (a, q) = (audit.clone(), query.clone());
-        let found = tokio::task::spawn_blocking(move || a.query(&q))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let found = audit.query(&query).await.map_err(audit_refusal)?;
         if !found.is_empty() || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(EventList { events: found }));
+            query.cursor.advance(&found);
+            return Ok(Json(EventList {
+                events: found,
+                cursor: query.cursor.to_string(),
+            }));
         }
-        // Nothing yet: wait for the next durable commit, or the deadline.
-        if tokio::time::timeout_at(deadline, updates.changed())
-            .await
-            .is_err()
-        {
-            return Ok(Json(EventList { events: Vec::new() }));
-        }
+        // Nothing yet: wait for the next durable commit, a poll, or the
+        // deadline.
+        let next = (tokio::time::Instant::now() + poll).min(deadline);
+        let _ = tokio::time::timeout_at(next, updates.changed()).await;
     }
 }
 

@@ -92,7 +92,10 @@ async fn serve_component(State(app): State<Arc<App>>, req: Request) -> Response 
             .get(TRACEPARENT_HEADER)
             .and_then(|v| v.to_str().ok()),
     );
+    let core = app.runtime.core();
     let mut response = match app.runtime.route(req.uri().path()) {
+        // Nothing it served now could be audited.
+        Some(_) if let Some(why) = core.unavailable() => ApiError::Unavailable(why).into_response(),
         None => {
             ApiError::NotFound(format!("no service serves {}", req.uri().path())).into_response()
         }

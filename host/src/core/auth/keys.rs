@@ -204,7 +204,7 @@ impl ApiKeys {
     }
 
     /// Refuses when this host's copy of the cluster's keys is stale.
-    fn check_current(&self) -> Result<(), AuthError> {
+    pub(super) fn check_current(&self) -> Result<(), AuthError> {
         match &self.store {
             KeyStore::Sqlite(_) => Ok(()),
             KeyStore::Cluster(cluster) => match *lock(&cluster.synced) {

@@ -290,6 +290,13 @@ impl Auth {
         Ok(())
     }
 
+    /// Whether this host's copy of the shared auth state is current (always
+    /// standalone; in a cluster, read from the database within
+    /// [`keys::MAX_STALENESS`]): the sign that the database is reachable.
+    pub fn is_current(&self) -> bool {
+        self.keys.check_current().is_ok()
+    }
+
     /// Keeps a cluster host's copy of the shared auth state current: a
     /// [`Auth::sync`] every [`SYNC_INTERVAL`], until the handle is aborted.
     pub fn spawn_sync(self: &std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {

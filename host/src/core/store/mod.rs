@@ -426,11 +426,7 @@ mod tests {
     // runs once on SQLite and once on the tests' PostgreSQL (`HMS_TEST_PG`,
     // which `scripts/test.sh` starts).
 
-    #[derive(Clone, Copy)]
-    enum Kind {
-        Sqlite,
-        Postgres,
-    }
+    use crate::base::testdir::{Backend as Kind, on_every_backend};
 
     /// Where one test keeps its stores: a fresh directory, or a fresh
     /// database on the tests' PostgreSQL server.
@@ -443,7 +439,9 @@ mod tests {
         async fn new(kind: Kind) -> Fixture {
             match kind {
                 Kind::Sqlite => Fixture::Sqlite(TempDir::new("stores")),
-                Kind::Postgres => Fixture::Postgres(fresh_database().await),
+                Kind::Postgres => {
+                    Fixture::Postgres(crate::base::testdir::fresh_pool("store").await)
+                }
             }
         }
 
@@ -459,47 +457,6 @@ mod tests {
                 Fixture::Postgres(pool) => Stores::postgres(pool.clone(), Box::new(move |_| quota)),
             }
         }
-    }
-
-    async fn fresh_database() -> deadpool_postgres::Pool {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let server = std::env::var("HMS_TEST_PG").expect(
-            "the PostgreSQL store tests need HMS_TEST_PG: run scripts/test.sh, or \
-             `source scripts/pg.sh; pg_start` first",
-        );
-        let name = format!(
-            "u_store_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let url = crate::base::postgres::create_database(&server, &name)
-            .await
-            .expect("create a database on HMS_TEST_PG");
-        let target = crate::base::postgres::Target::parse(&url).unwrap();
-        let pool = crate::base::postgres::connect(&target).await.unwrap();
-        crate::base::postgres::migrate(&pool, &target)
-            .await
-            .unwrap();
-        pool
-    }
-
-    /// Each test, on each backend.
-    macro_rules! on_every_backend {
-        ($($test:ident),* $(,)?) => {
-            mod on_sqlite {
-                $(#[tokio::test]
-                async fn $test() {
-                    super::$test(super::Kind::Sqlite).await
-                })*
-            }
-            mod on_postgres {
-                $(#[tokio::test]
-                async fn $test() {
-                    super::$test(super::Kind::Postgres).await
-                })*
-            }
-        };
     }
 
     on_every_backend!(

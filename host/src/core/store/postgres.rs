@@ -10,7 +10,7 @@
 
 use super::plan::plan;
 use super::{Backend, BoxFuture, Done, Entry, Job, Quota, StoreError, Write, answered};
-use crate::base::postgres::{bounded, error_text};
+use crate::base::postgres::{bounded, describe, error_text};
 use deadpool_postgres::Pool;
 use std::collections::BTreeMap;
 use tokio::sync::mpsc;
@@ -63,6 +63,10 @@ fn unavailable(why: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("cluster database: {why}"))
 }
 
+fn db_unavailable(e: tokio_postgres::Error) -> StoreError {
+    unavailable(describe(&e))
+}
+
 impl Backend for PgStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
         Box::pin(bounded(
@@ -74,11 +78,11 @@ impl Backend for PgStore {
                         "SELECT value FROM store_records WHERE service = $1 AND key = $2",
                     )
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(db_unavailable)?;
                 let row = client
                     .query_opt(&stmt, &[&self.service, &key])
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(db_unavailable)?;
                 Ok(row.map(|r| r.get(0)))
             },
             timed_out,
@@ -104,11 +108,11 @@ impl Backend for PgStore {
                 } else {
                     "SELECT key FROM store_records WHERE service = $1 AND key >= $2 ORDER BY key LIMIT $3"
                 };
-                let stmt = client.prepare_cached(sql).await.map_err(unavailable)?;
+                let stmt = client.prepare_cached(sql).await.map_err(db_unavailable)?;
                 let rows = client
                     .query(&stmt, &[&self.service, &start, &i64::from(limit)])
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(db_unavailable)?;
                 Ok(rows.iter().map(|r| r.get(0)).collect())
             },
             timed_out,
@@ -125,7 +129,7 @@ impl Backend for PgStore {
                         &[&self.service],
                     )
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(db_unavailable)?;
                 Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
             },
             timed_out,
@@ -172,7 +176,7 @@ impl Writer {
             .get()
             .await
             .map_err(|e| unavailable(error_text(&e)))?;
-        let txn = client.transaction().await.map_err(unavailable)?;
+        let txn = client.transaction().await.map_err(db_unavailable)?;
         // One statement creates the usage row if needed and locks it: the
         // lock that serialises this service's writes across hosts.
         let lock = txn
@@ -182,11 +186,11 @@ impl Writer {
                  RETURNING used",
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         let used: i64 = txn
             .query_one(&lock, &[&self.service])
             .await
-            .map_err(unavailable)?
+            .map_err(db_unavailable)?
             .get(0);
         let mut values: BTreeMap<String, Option<Vec<u8>>> = batch
             .iter()
@@ -199,11 +203,11 @@ impl Writer {
                 "SELECT key, value FROM store_records WHERE service = $1 AND key = ANY($2)",
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         let rows = txn
             .query(&current, &[&self.service, &keys])
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         for row in rows {
             values.insert(row.get(0), Some(row.get(1)));
         }
@@ -219,28 +223,28 @@ impl Writer {
                  ON CONFLICT (service, key) DO UPDATE SET value = EXCLUDED.value",
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         let delete = txn
             .prepare_cached("DELETE FROM store_records WHERE service = $1 AND key = $2")
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         for (key, value) in &plan.changes {
             match value {
                 Some(value) => txn.execute(&upsert, &[&self.service, key, value]).await,
                 None => txn.execute(&delete, &[&self.service, key]).await,
             }
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         }
         if plan.used as i64 != used {
             let account = txn
                 .prepare_cached("UPDATE store_usage SET used = $2 WHERE service = $1")
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_unavailable)?;
             txn.execute(&account, &[&self.service, &(plan.used as i64)])
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_unavailable)?;
         }
-        txn.commit().await.map_err(unavailable)?;
+        txn.commit().await.map_err(db_unavailable)?;
         Ok(plan.outcomes)
     }
 }
