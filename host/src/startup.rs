@@ -13,6 +13,7 @@ use crate::http::app::App;
 use crate::http::server;
 use crate::runtime::Runtime;
 use crate::runtime::deployments::Deployments;
+use crate::runtime::deployments::cluster::ClusterRecord;
 use crate::runtime::engine::WasmEngine;
 use crate::runtime::watch;
 use anyhow::Context;
@@ -46,8 +47,12 @@ pub async fn run(
         &data_dir.join("cache"),
     )
     .context("starting wasmtime")?;
-    let record = Deployments::open(data_dir).context("opening the deployment record")?;
+    let mut record = Deployments::open(data_dir).context("opening the deployment record")?;
     let before = record.snapshot();
+    if let Some(cluster) = &cluster {
+        // Versions and the active one are the cluster's.
+        record = record.with_cluster(ClusterRecord::new(cluster.pool(), cluster.host_id()));
+    }
     let runtime = Runtime::new(engine, core, config.sandbox.clone(), record)?;
     let app = App::new(runtime.clone());
     // The first line of output is the bound address: scripts and tests read it.
@@ -99,7 +104,16 @@ pub async fn run(
             return Err(e.into());
         }
     }
-    runtime.restore(&before).await?;
+    // In a cluster, serve what the cluster names (publishing the files that
+    // are new to it) and keep following it; standalone, serve again what was
+    // active when this host stopped.
+    let follower = match runtime.join_cluster(&before).await? {
+        Some(follower) => Some(follower.spawn()),
+        None => {
+            runtime.restore(&before).await?;
+            None
+        }
+    };
     for (service, file) in &config.imports {
         let lines =
             std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
@@ -124,8 +138,8 @@ pub async fn run(
     app.set_ready();
     tracing::info!("serving {}", runtime.service_names().join(", "));
     server.await?;
-    if let Some(sync) = auth_sync {
-        sync.abort();
+    for task in [auth_sync, follower].into_iter().flatten() {
+        task.abort();
     }
     if let (Some(cluster), Some(heartbeat)) = (&cluster, heartbeat) {
         heartbeat.abort();

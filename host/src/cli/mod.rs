@@ -71,6 +71,8 @@ enum Command {
         service: String,
         /// The component file.
         file: PathBuf,
+        #[command(flatten)]
+        wait: services::WaitArgs,
     },
     /// List the versions of a service the running host has deployed.
     Versions {
@@ -100,6 +102,8 @@ enum Command {
         /// Digest (or unique prefix) to switch to; default: the previous version.
         #[arg(long)]
         to: Option<String>,
+        #[command(flatten)]
+        wait: services::WaitArgs,
     },
 }
 
@@ -161,13 +165,17 @@ async fn execute(command: Command, host: HostArgs) -> anyhow::Result<()> {
         Command::Token { api_key } => keys::token(&api_key, &host).await,
         Command::Services { json } => services::services(&host, json).await,
         Command::Logs(args) => logs::logs(args, &host).await,
-        Command::Deploy { service, file } => services::deploy(&host, &service, &file).await,
+        Command::Deploy {
+            service,
+            file,
+            wait,
+        } => services::deploy(&host, &service, &file, &wait).await,
         Command::Versions { service, json } => services::versions(&host, &service, json).await,
         Command::Stats { service, json } => services::stats(&host, &service, json).await,
         Command::Data(command) => data::data(command, &host).await,
         Command::Cluster(command) => cluster::cluster(command, &host).await,
-        Command::Rollback { service, to } => {
-            services::rollback(&host, &service, to.as_deref()).await
+        Command::Rollback { service, to, wait } => {
+            services::rollback(&host, &service, to.as_deref(), &wait).await
         }
     }
 }

@@ -27,11 +27,83 @@ pub async fn services(host: &HostArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn deploy(host: &HostArgs, service: &str, file: &Path) -> anyhow::Result<()> {
+/// `--wait` of `deploy` and `rollback`.
+#[derive(clap::Args)]
+pub struct WaitArgs {
+    /// Return only once every live host of the cluster serves the new
+    /// version (exit 1 naming any host that refused it, and why).
+    #[arg(long)]
+    wait: bool,
+    /// How long `--wait` waits, in seconds.
+    #[arg(long, default_value_t = 120, requires = "wait")]
+    wait_secs: u64,
+}
+
+pub async fn deploy(
+    host: &HostArgs,
+    service: &str,
+    file: &Path,
+    wait: &WaitArgs,
+) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
-    let deployed = client(host, true)?.deploy(service, bytes.into()).await?;
+    let client = client(host, true)?;
+    let deployed = client.deploy(service, bytes.into()).await?;
     outln!("{} {}", deployed.name, deployed.version)?;
+    if wait.wait {
+        served_everywhere(&client, service, &deployed.version, wait).await?;
+    }
     Ok(())
+}
+
+/// Waits until every live host serves `version` of `service`, or has
+/// refused it (an error naming each such host and its reason).
+async fn served_everywhere(
+    client: &super::client::Client,
+    service: &str,
+    version: &str,
+    wait: &WaitArgs,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(wait.wait_secs);
+    loop {
+        let hosts = client.cluster().await?.hosts;
+        let live: Vec<_> = hosts.iter().filter(|h| h.alive).collect();
+        let refusals: Vec<String> = live
+            .iter()
+            .filter_map(|h| {
+                let refusal = h.refused.get(service).filter(|r| r.version == version)?;
+                Some(format!("{} refused it: {}", h.id, refusal.error))
+            })
+            .collect();
+        let pending: Vec<&str> = live
+            .iter()
+            .filter(|h| {
+                h.services.get(service).map(String::as_str) != Some(version)
+                    && h.refused.get(service).is_none_or(|r| r.version != version)
+            })
+            .map(|h| h.id.as_str())
+            .collect();
+        if pending.is_empty() {
+            if !refusals.is_empty() {
+                anyhow::bail!("{service} {version}: {}", refusals.join("; "));
+            }
+            let ids: Vec<&str> = live.iter().map(|h| h.id.as_str()).collect();
+            outln!("served by {}", ids.join(", "))?;
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "{service} {version} is not served by {} after {} s{}",
+                pending.join(", "),
+                wait.wait_secs,
+                if refusals.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", refusals.join("; "))
+                }
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 pub async fn versions(host: &HostArgs, service: &str, json: bool) -> anyhow::Result<()> {
@@ -52,9 +124,18 @@ pub async fn versions(host: &HostArgs, service: &str, json: bool) -> anyhow::Res
     Ok(())
 }
 
-pub async fn rollback(host: &HostArgs, service: &str, to: Option<&str>) -> anyhow::Result<()> {
-    let now = client(host, true)?.rollback(service, to).await?;
+pub async fn rollback(
+    host: &HostArgs,
+    service: &str,
+    to: Option<&str>,
+    wait: &WaitArgs,
+) -> anyhow::Result<()> {
+    let client = client(host, true)?;
+    let now = client.rollback(service, to).await?;
     outln!("{} {}", now.name, now.version)?;
+    if wait.wait {
+        served_everywhere(&client, service, &now.version, wait).await?;
+    }
     Ok(())
 }
 

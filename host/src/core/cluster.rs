@@ -44,6 +44,17 @@ pub struct HostInfo {
     pub last_heartbeat_ms_ago: u64,
     /// Service name → version it serves.
     pub services: BTreeMap<String, String>,
+    /// Service name → the cluster's version it refused to serve, and why
+    /// (it keeps serving the one it had).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused: BTreeMap<String, Refusal>,
+}
+
+/// A version a host would not serve, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Refusal {
+    pub version: String,
+    pub error: String,
 }
 
 /// This host's membership.
@@ -249,7 +260,7 @@ impl Cluster {
             .query(
                 "SELECT host_id, url, lease_until > now(),
                         GREATEST(EXTRACT(EPOCH FROM now() - last_heartbeat) * 1000, 0)::float8,
-                        services
+                        services, refused
                  FROM hosts ORDER BY host_id",
                 &[],
             )
@@ -263,6 +274,7 @@ impl Cluster {
                 alive: r.get(2),
                 last_heartbeat_ms_ago: r.get::<_, f64>(3) as u64,
                 services: serde_json::from_value(r.get(4)).unwrap_or_default(),
+                refused: serde_json::from_value(r.get(5)).unwrap_or_default(),
             })
             .collect())
     }

@@ -130,6 +130,7 @@ async fn cluster_status(
             alive: true,
             last_heartbeat_ms_ago: 0,
             services: app.runtime.service_versions(),
+            refused: Default::default(),
         }],
     };
     Ok(Json(ClusterStatus { hosts }))
@@ -378,7 +379,7 @@ async fn list_versions(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> Result<Json<VersionList>, ApiError> {
-    let versions = app.runtime.versions(&name).map_err(deploy_error)?;
+    let versions = app.runtime.versions(&name).await.map_err(deploy_error)?;
     Ok(Json(VersionList { name, versions }))
 }
 
@@ -500,6 +501,7 @@ fn deploy_error(e: DeployError) -> ApiError {
             ApiError::BadRequest(e.to_string())
         }
         DeployError::Record(_) => ApiError::Internal(e.to_string()),
+        DeployError::Cluster(_) => ApiError::Unavailable(e.to_string()),
     }
 }
 

@@ -9,6 +9,7 @@ use crate::core::HOST_SERVICE;
 use crate::core::audit::Level;
 use crate::core::trace::Trace;
 use crate::runtime::component::{self, LoadError, Service};
+use crate::runtime::deployments::cluster::ClusterRecordError;
 use crate::runtime::deployments::{State, VersionRecord};
 use crate::runtime::router::RouteError;
 use std::path::Path;
@@ -31,6 +32,8 @@ pub enum DeployError {
     Route { file: String, source: RouteError },
     #[error("recording the deployment in the data directory failed: {0}")]
     Record(#[from] std::io::Error),
+    #[error("recording the deployment in the cluster failed: {0}")]
+    Cluster(#[from] ClusterRecordError),
     #[error("{file}: service {name:?} is already deployed from {other}")]
     NameTaken {
         file: String,
@@ -105,7 +108,46 @@ impl Runtime {
                 found: service.name.clone(),
             });
         }
+        self.publish(&service, bytes).await?;
         self.install(service, bytes, None, true, "deployed")
+    }
+
+    /// In a cluster: makes `service` (loaded from `bytes`) the cluster's
+    /// active version, which every host then follows. Done before this host
+    /// serves it: a deploy the cluster cannot record does not happen.
+    pub(super) async fn publish(&self, service: &Service, bytes: &[u8]) -> Result<(), DeployError> {
+        if let Some(cluster) = self.record.cluster() {
+            let record = VersionRecord {
+                version: service.version.clone(),
+                deployed_at: crate::base::clock::unix_secs(),
+                source: service.source.clone(),
+            };
+            cluster.publish(&service.name, &record, bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Versions of `name`, oldest first, and the active one: the
+    /// cluster's in a cluster, this host's otherwise.
+    async fn history(
+        &self,
+        name: &str,
+    ) -> Result<(Vec<VersionRecord>, Option<String>), DeployError> {
+        let found = match self.record.cluster() {
+            Some(cluster) => cluster.versions(name).await?,
+            None => self.record.versions(name),
+        };
+        found.ok_or_else(|| DeployError::UnknownService(name.to_string()))
+    }
+
+    /// The bytes of a version deployed before (from the cluster, checked
+    /// against its digest, when this host does not have them).
+    pub(super) async fn bytes_of(&self, version: &str) -> Result<Vec<u8>, DeployError> {
+        match (self.record.component(version), self.record.cluster()) {
+            (Ok(bytes), _) => Ok(bytes),
+            (Err(_), Some(cluster)) => Ok(cluster.component(version).await?),
+            (Err(e), None) => Err(e.into()),
+        }
     }
 
     /// Switches `name` back to an earlier version: `to` (a digest, or a
@@ -115,10 +157,7 @@ impl Runtime {
         name: &str,
         to: Option<&str>,
     ) -> Result<Arc<Service>, DeployError> {
-        let (versions, active) = self
-            .record
-            .versions(name)
-            .ok_or_else(|| DeployError::UnknownService(name.to_string()))?;
+        let (versions, active) = self.history(name).await?;
         let found: Vec<&VersionRecord> = match to {
             Some(to) => {
                 let to = to.strip_prefix("sha256:").unwrap_or(to);
@@ -146,17 +185,15 @@ impl Runtime {
                 ));
             }
         };
-        let bytes = self.record.component(&target.version)?;
+        let bytes = self.bytes_of(&target.version).await?;
         let service = self.load(&bytes, &target.source, name).await?;
+        self.publish(&service, &bytes).await?;
         self.install(service, &bytes, None, true, "rolled back to")
     }
 
     /// Every version of `name` deployed (across restarts), oldest first.
-    pub fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, DeployError> {
-        let (versions, active) = self
-            .record
-            .versions(name)
-            .ok_or_else(|| DeployError::UnknownService(name.to_string()))?;
+    pub async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, DeployError> {
+        let (versions, active) = self.history(name).await?;
         Ok(versions
             .into_iter()
             .map(|v| VersionInfo {
@@ -168,7 +205,12 @@ impl Runtime {
             .collect())
     }
 
-    async fn load(&self, bytes: &[u8], label: &str, stem: &str) -> Result<Arc<Service>, LoadError> {
+    pub(super) async fn load(
+        &self,
+        bytes: &[u8],
+        label: &str,
+        stem: &str,
+    ) -> Result<Arc<Service>, LoadError> {
         component::load_bytes(
             &self.engine,
             &self.linker,
@@ -208,18 +250,33 @@ impl Runtime {
             .values()
             .find(|s| s.source == source)
             .map(|s| s.name.clone());
-        if let Err(e) = self.install(service.clone(), bytes, Some(&source), true, "deployed") {
+        let installed = match self.publish(&service, bytes).await {
+            Ok(()) => self.install(service.clone(), bytes, Some(&source), true, "deployed"),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = installed {
             self.log_rejected(&source, &e);
             return Err(e);
         }
         if let Some(old) = previous.filter(|old| *old != service.name) {
-            self.undeploy(&old);
+            self.undeploy_everywhere(&old).await;
         }
         Ok(())
     }
 
-    /// Undeploys the service last loaded from the file at `path`, if any.
-    pub fn undeploy_file(&self, path: &Path) {
+    /// Undeploys `name` here and, in a cluster, on every host.
+    async fn undeploy_everywhere(&self, name: &str) {
+        if let Some(cluster) = self.record.cluster()
+            && let Err(e) = cluster.unpublish(name).await
+        {
+            tracing::error!("undeploying {name} in the cluster: {e}");
+        }
+        self.undeploy(name);
+    }
+
+    /// Undeploys the service last loaded from the file at `path`, if any
+    /// (in a cluster, on every host).
+    pub async fn undeploy_file(&self, path: &Path) {
         let source = path.display().to_string();
         let name = self
             .deployed
@@ -229,7 +286,7 @@ impl Runtime {
             .find(|s| s.source == source)
             .map(|s| s.name.clone());
         if let Some(name) = name {
-            self.undeploy(&name);
+            self.undeploy_everywhere(&name).await;
         }
     }
 
@@ -262,7 +319,7 @@ impl Runtime {
     /// Publishes `service` in a new routing snapshot. With `replace`, it
     /// takes the place of the deployed service of the same name; otherwise
     /// that name must be free.
-    fn install(
+    pub(super) fn install(
         &self,
         service: Arc<Service>,
         bytes: &[u8],

@@ -12,6 +12,7 @@ pub mod component;
 mod deploy;
 pub mod deployments;
 pub mod engine;
+pub mod follow;
 mod invoke;
 pub mod outbound;
 pub mod router;

@@ -138,7 +138,7 @@ async fn apply(runtime: &Runtime, path: &Path, deployed: &mut BTreeMap<PathBuf, 
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             deployed.remove(path);
-            runtime.undeploy_file(path);
+            runtime.undeploy_file(path).await;
         }
         Err(e) => tracing::warn!("{}: cannot read: {e}", path.display()),
     }

@@ -3,6 +3,12 @@
 //! which version is active (`<data-dir>/deployments.json`, replaced atomically
 //! on every change). It is what lets a restart serve what was active when the
 //! host stopped, and a rollback reach versions deployed before the restart.
+//!
+//! In a cluster, the versions and the active one are the cluster's
+//! ([`cluster::ClusterRecord`], beside this one); this record remains the
+//! host's cache of bytes and of the digests its files had.
+
+pub mod cluster;
 
 use crate::base::files::write_atomically;
 use serde::{Deserialize, Serialize};
@@ -70,6 +76,7 @@ impl State {
 pub struct Deployments {
     dir: PathBuf,
     state: Mutex<State>,
+    cluster: Option<cluster::ClusterRecord>,
 }
 
 impl Deployments {
@@ -86,7 +93,21 @@ impl Deployments {
         Ok(Deployments {
             dir,
             state: Mutex::new(state),
+            cluster: None,
         })
+    }
+
+    /// This record, with the cluster's beside it (cluster mode).
+    pub fn with_cluster(self, cluster: cluster::ClusterRecord) -> Deployments {
+        Deployments {
+            cluster: Some(cluster),
+            ..self
+        }
+    }
+
+    /// The cluster's record, in cluster mode.
+    pub fn cluster(&self) -> Option<&cluster::ClusterRecord> {
+        self.cluster.as_ref()
     }
 
     /// A copy of the current state.
