@@ -381,7 +381,7 @@ impl Drop for OwnPostgres {
     }
 }
 
-fn probe(host: &Host, body: serde_json::Value) -> JsonResponse {
+pub(crate) fn probe(host: &Host, body: serde_json::Value) -> JsonResponse {
     block_on(
         host.client()
             .send(http::Method::POST, "/store-probe/op", Some(&body), &[]),

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod cluster_deploys;
+mod cluster_import;
 mod common;
 mod core_api;
 mod durability;

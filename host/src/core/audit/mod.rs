@@ -455,6 +455,81 @@ impl AuditLog {
         })
     }
 
+    /// `hms-host cluster import`: copies the standalone log at `path`, as
+    /// it is (every `seq`, time and hash), into the cluster database behind
+    /// `pool` as host `host`'s chain, then anchors it: a first event written
+    /// in the cluster continues the old chain and names its head. The chain
+    /// must be new to the cluster, or this very log imported before (then
+    /// nothing is copied again). Returns the events copied.
+    pub async fn import_into_cluster(
+        path: &Path,
+        pool: deadpool_postgres::Pool,
+        host: &str,
+    ) -> Result<u64, AuditError> {
+        let local = AuditLog::open(path, host)?;
+        let head = local.last_seq();
+        if head == 0 {
+            return Ok(0);
+        }
+        if let Some(bad) = local.verify_chain().await? {
+            return Err(AuditError::Corrupt(format!(
+                "{}: the chain does not hold at event {bad}; not imported",
+                path.display()
+            )));
+        }
+        let last = local
+            .query(&Query {
+                cursor: Cursor::at(host, head - 1),
+                limit: Some(1),
+                ..Query::default()
+            })
+            .await?;
+        let theirs = postgres::PgLog::new(pool.clone(), host, tokio::runtime::Handle::current());
+        theirs.claim_chain().await?;
+        if theirs.fetch_head().await?.seq > 0 {
+            if theirs.has_event(last.first()).await? {
+                return Ok(0);
+            }
+            return Err(AuditError::Corrupt(format!(
+                "the cluster already has an audit chain of host {host:?} that is not {}; \
+                 import it under another --host-id",
+                path.display()
+            )));
+        }
+        let mut cursor = Cursor::default();
+        let mut copied = 0;
+        loop {
+            let page = local
+                .query(&Query {
+                    cursor: cursor.clone(),
+                    limit: Some(MAX_LIMIT),
+                    ..Query::default()
+                })
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            cursor.advance(&page);
+            theirs.store(&page).await?;
+            copied += page.len() as u64;
+        }
+        local.close();
+        let head_hash = last.first().map(|e| e.hash.as_str()).unwrap_or_default();
+        let anchored = AuditLog::open_cluster(pool, host).await?;
+        anchored.append(NewEvent {
+            service: crate::core::HOST_SERVICE.to_string(),
+            level: Level::Info,
+            message: format!(
+                "imported the standalone audit log {}: events 1..{head}, chain head {head_hash}; \
+                 this event continues that chain",
+                path.display()
+            ),
+            trace_id: String::new(),
+        });
+        anchored.flush().await?;
+        Ok(copied)
+    }
+
     /// The host whose chain this log writes.
     pub fn host(&self) -> &str {
         &self.inner.host

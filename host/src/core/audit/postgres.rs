@@ -85,7 +85,51 @@ impl PgLog {
         .await
     }
 
-    async fn store(&self, events: &[Event]) -> Result<(), AuditError> {
+    /// Makes sure the chain's host is one the readers list (a host that
+    /// never ran in the cluster gets a row whose lease has run out).
+    pub(super) async fn claim_chain(&self) -> Result<(), AuditError> {
+        bounded(
+            async {
+                self.client()
+                    .await?
+                    .execute(
+                        "INSERT INTO hosts (host_id, url, instance, lease_until)
+                         VALUES ($1, '', 'imported', now()) ON CONFLICT (host_id) DO NOTHING",
+                        &[&self.host],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            },
+            timed_out,
+        )
+        .await
+    }
+
+    /// Whether this chain holds `event` exactly (same seq and hash).
+    pub(super) async fn has_event(&self, event: Option<&Event>) -> Result<bool, AuditError> {
+        let Some(event) = event else {
+            return Ok(false);
+        };
+        bounded(
+            async {
+                let row = self
+                    .client()
+                    .await?
+                    .query_opt(
+                        "SELECT 1 FROM audit_events WHERE host_id = $1 AND seq = $2 AND hash = $3",
+                        &[&self.host, &(event.seq as i64), &event.hash],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                Ok(row.is_some())
+            },
+            timed_out,
+        )
+        .await
+    }
+
+    pub(super) async fn store(&self, events: &[Event]) -> Result<(), AuditError> {
         let column = |f: fn(&Event) -> String| events.iter().map(f).collect::<Vec<String>>();
         let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
         let times: Vec<i64> = events.iter().map(|e| e.time_ms as i64).collect();

@@ -102,7 +102,42 @@ pub(super) struct ApiKeys {
 /// before it refuses API keys and the tokens issued from them (fail closed).
 pub const MAX_STALENESS: Duration = Duration::from_secs(2);
 
+/// One stored API key, as `hms-host cluster import` moves it.
+pub(super) struct StoredKey {
+    pub id: String,
+    pub service: String,
+    pub secret_hash: Vec<u8>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
 impl ApiKeys {
+    /// The pepper (if one was made) and every key of a `keys.db`.
+    pub(super) fn read_all(
+        conn: &Connection,
+    ) -> Result<(Option<Vec<u8>>, Vec<StoredKey>), AuthError> {
+        let pepper: Option<Vec<u8>> = conn
+            .query_row("SELECT value FROM meta WHERE name = 'pepper'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let keys = conn
+            .prepare(
+                "SELECT id, service, secret_hash, created_at, revoked_at FROM api_keys ORDER BY id",
+            )?
+            .query_map([], |r| {
+                Ok(StoredKey {
+                    id: r.get(0)?,
+                    service: r.get(1)?,
+                    secret_hash: r.get(2)?,
+                    created_at: r.get(3)?,
+                    revoked_at: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok((pepper, keys))
+    }
+
     /// Loads the pepper (creating it on first use) and every key, inside
     /// the caller's transaction; `conn` is kept for later writes.
     pub(super) fn load(tx: &Transaction<'_>) -> Result<(HmacSha256, LoadedKeys), AuthError> {

@@ -110,6 +110,9 @@ pub enum AuthError {
     /// The cluster database failed.
     #[error("cluster key store: {0}")]
     Unavailable(String),
+    /// Keys cannot be moved into a cluster that keys them differently.
+    #[error("{0}")]
+    Incompatible(String),
     /// The key database failed.
     #[error("key store: {0}")]
     Storage(#[from] rusqlite::Error),
@@ -254,6 +257,79 @@ impl Auth {
         };
         auth.sync().await?;
         Ok(auth)
+    }
+
+    /// `hms-host cluster import`: moves the API keys (with their revocations)
+    /// of the standalone data directory `data_dir` into the cluster database
+    /// behind `pool`, and makes its admin credential the cluster's if the
+    /// cluster has none yet. Keys are kept as hashes keyed by a pepper, so
+    /// they move only into a cluster that has no pepper yet (it takes this
+    /// one) or has this one. Keys the cluster has already are kept. Returns
+    /// how many keys were added.
+    pub async fn import_into_cluster(
+        data_dir: &Path,
+        pool: &deadpool_postgres::Pool,
+    ) -> Result<usize, AuthError> {
+        let conn = sqlite::open_reader(&data_dir.join("keys.db"))?;
+        let (pepper, keys) = keys::ApiKeys::read_all(&conn)?;
+        drop(conn);
+        let admin = std::fs::read_to_string(admin::path(data_dir)).ok();
+        let unavailable =
+            |e: tokio_postgres::Error| AuthError::Unavailable(crate::base::postgres::describe(&e));
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| AuthError::Unavailable(crate::base::postgres::error_text(&e)))?;
+        let txn = client.transaction().await.map_err(unavailable)?;
+        if let Some(pepper) = &pepper {
+            txn.execute(
+                "INSERT INTO cluster_meta (name, value) VALUES ('pepper', $1) ON CONFLICT DO NOTHING",
+                &[pepper],
+            )
+            .await
+            .map_err(unavailable)?;
+            let theirs: Vec<u8> = txn
+                .query_one("SELECT value FROM cluster_meta WHERE name = 'pepper'", &[])
+                .await
+                .map_err(unavailable)?
+                .get(0);
+            if theirs != *pepper && !keys.is_empty() {
+                return Err(AuthError::Incompatible(format!(
+                    "the cluster already keys its API keys with another pepper, so the {} API keys of {} cannot move \
+                     (only hashes of them are kept): import into the cluster before any host has run in it, or \
+                     issue new keys there",
+                    keys.len(),
+                    data_dir.display()
+                )));
+            }
+        }
+        let mut added = 0;
+        for key in &keys {
+            added += txn
+                .execute(
+                    "INSERT INTO api_keys (id, service, secret_hash, created_at, revoked_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                    &[
+                        &key.id,
+                        &key.service,
+                        &key.secret_hash,
+                        &key.created_at,
+                        &key.revoked_at,
+                    ],
+                )
+                .await
+                .map_err(unavailable)? as usize;
+        }
+        if let Some(token) = admin.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            txn.execute(
+                "INSERT INTO cluster_meta (name, value) VALUES ('admin_token', $1) ON CONFLICT DO NOTHING",
+                &[&token.as_bytes()],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        txn.commit().await.map_err(unavailable)?;
+        Ok(added)
     }
 
     /// In a cluster: re-reads the API keys and revocations, and the signing

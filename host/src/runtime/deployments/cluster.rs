@@ -70,6 +70,27 @@ impl ClusterRecord {
         record: &VersionRecord,
         bytes: &[u8],
     ) -> Result<(), ClusterRecordError> {
+        self.record(service, record, bytes, true).await
+    }
+
+    /// Adds `record` of `service` to the cluster's versions (bytes too)
+    /// without making it active.
+    pub async fn add_version(
+        &self,
+        service: &str,
+        record: &VersionRecord,
+        bytes: &[u8],
+    ) -> Result<(), ClusterRecordError> {
+        self.record(service, record, bytes, false).await
+    }
+
+    async fn record(
+        &self,
+        service: &str,
+        record: &VersionRecord,
+        bytes: &[u8],
+        activate: bool,
+    ) -> Result<(), ClusterRecordError> {
         bounded(
             async {
                 let mut client = self.client().await?;
@@ -96,8 +117,10 @@ impl ClusterRecord {
                 )
                 .await
                 .map_err(unavailable)?;
-                self.set_active(&txn, service, Some(&record.version))
-                    .await?;
+                if activate {
+                    self.set_active(&txn, service, Some(&record.version))
+                        .await?;
+                }
                 txn.commit().await.map_err(unavailable)
             },
             timed_out,

@@ -178,6 +178,40 @@ impl Deployments {
         self.save(&state)
     }
 
+    /// `hms-host cluster import`: adds every version of this record to the
+    /// cluster's, oldest first, and makes this record's active version the
+    /// cluster's for each service the cluster does not serve yet. Returns
+    /// the versions added and the services made active.
+    pub async fn import_into(
+        &self,
+        cluster: &cluster::ClusterRecord,
+    ) -> anyhow::Result<(usize, Vec<String>)> {
+        let state = self.snapshot();
+        let serving = cluster.active().await?;
+        let (mut added, mut activated) = (0, Vec::new());
+        for (name, service) in &state.services {
+            for record in &service.versions {
+                let bytes = self.component(&record.version).map_err(|e| {
+                    anyhow::anyhow!("{name} {}: reading its bytes: {e}", record.version)
+                })?;
+                cluster.add_version(name, record, &bytes).await?;
+                added += 1;
+            }
+            let taken = serving.get(name).is_some_and(|a| a.version.is_some());
+            let active = service
+                .active
+                .as_ref()
+                .and_then(|v| service.versions.iter().find(|r| r.version == *v));
+            if let (Some(record), false) = (active, taken) {
+                cluster
+                    .publish(name, record, &self.component(&record.version)?)
+                    .await?;
+                activated.push(name.clone());
+            }
+        }
+        Ok((added, activated))
+    }
+
     fn component_path(&self, version: &str) -> PathBuf {
         let hex = version.strip_prefix("sha256:").unwrap_or(version);
         self.dir.join("components").join(format!("{hex}.wasm"))
