@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `hms-host` binary, real components, real HTTP.
 
 mod cluster;
+mod cluster_calls;
 mod common;
 mod core_api;
 mod durability;

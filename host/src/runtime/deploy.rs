@@ -245,8 +245,14 @@ impl Runtime {
         routes.remove_owner(name);
         let mut services = current.services.clone();
         services.remove(name);
-        self.deployed
-            .store(Arc::new(Deployment { services, routes }));
+        let mut withheld = current.withheld.clone();
+        withheld.remove(name);
+        self.core.registry.set_withheld(withheld.clone());
+        self.deployed.store(Arc::new(Deployment {
+            services,
+            routes,
+            withheld,
+        }));
         let _ = self.core.registry.unregister(name);
         if let Err(e) = self.record.record_undeploy(name, Some(&service.source)) {
             tracing::error!("recording the undeploy of {name}: {e}");
@@ -300,8 +306,18 @@ impl Runtime {
         };
         self.record
             .record_deploy(&service.name, record, bytes, file)?;
-        self.deployed
-            .store(Arc::new(Deployment { services, routes }));
+        let mut withheld = current.withheld.clone();
+        if self.placed_here(&service.name) {
+            withheld.remove(&service.name);
+        } else {
+            withheld.insert(service.name.clone());
+        }
+        self.core.registry.set_withheld(withheld.clone());
+        self.deployed.store(Arc::new(Deployment {
+            services,
+            routes,
+            withheld,
+        }));
 
         let route_list: Vec<String> = service.routes.iter().map(|r| r.to_string()).collect();
         self.core
