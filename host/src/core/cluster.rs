@@ -195,6 +195,8 @@ pub struct Cluster {
     lease: Duration,
     /// The cluster as last read (every heartbeat).
     view: ArcSwap<View>,
+    /// Wakes the heartbeat before its tick ([`Cluster::beat_soon`]).
+    wake: tokio::sync::Notify,
 }
 
 /// Called at every heartbeat with the view just read: applies it (the
@@ -225,6 +227,7 @@ impl Cluster {
             heartbeat: config.heartbeat,
             lease: config.lease,
             view: ArcSwap::from_pointee(View::default()),
+            wake: tokio::sync::Notify::new(),
         };
         let mut waited = false;
         loop {
@@ -308,7 +311,10 @@ impl Cluster {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut failing = false;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = this.wake.notified() => {}
+                }
                 // A view that cannot be read stays as it was: hosts are not
                 // dropped from it because the database is away.
                 let refreshed = this.refresh().await;
@@ -421,6 +427,12 @@ impl Cluster {
                 services: serde_json::from_value(r.get(4)).unwrap_or_default(),
             })
             .collect())
+    }
+
+    /// Runs the next heartbeat now rather than at its tick: what this host
+    /// serves changed (a deploy), so the others should know without waiting.
+    pub fn beat_soon(&self) {
+        self.wake.notify_one();
     }
 
     /// The cluster as this host last read it (at most a heartbeat old).

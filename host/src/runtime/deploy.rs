@@ -253,6 +253,9 @@ impl Runtime {
             routes,
             withheld,
         }));
+        if let Some(cluster) = &self.core.cluster {
+            cluster.beat_soon(); // the other hosts learn what this one serves now
+        }
         let _ = self.core.registry.unregister(name);
         if let Err(e) = self.record.record_undeploy(name, Some(&service.source)) {
             tracing::error!("recording the undeploy of {name}: {e}");
@@ -318,6 +321,9 @@ impl Runtime {
             routes,
             withheld,
         }));
+        if let Some(cluster) = &self.core.cluster {
+            cluster.beat_soon(); // the other hosts learn what this one serves now
+        }
 
         let route_list: Vec<String> = service.routes.iter().map(|r| r.to_string()).collect();
         self.core
