@@ -149,6 +149,12 @@ fn a_service_placed_on_another_host_is_called_there_in_one_trace_under_its_calle
         );
     }
     assert_eq!(forbidden_callers(&h2, "identity-service"), 2);
+    // Only services' paths cross: another host's Core API stays out of reach.
+    let r = h1.post(
+        "/outbound/fetch",
+        &json!({"url": format!("{}/_hms/health", h2.url())}),
+    );
+    assert_eq!(r.body["status"], 404, "{:?}", r.body);
 
     // Everywhere again: h1 serves identity itself, in-process.
     assert_eq!(

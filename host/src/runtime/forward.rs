@@ -1,9 +1,10 @@
 //! Calls between the hosts of a cluster, both sides.
 //!
-//! **Calling side.** A component's call that this host does not serve —
-//! its path belongs to a service the placement puts on other hosts, or the
-//! URL names another host (what discovery answers for a service that is
-//! not here) — goes to a live host that serves the service, chosen from
+//! **Calling side.** A component's call for a path this host does not
+//! serve but another host advertises a route for (a service the placement
+//! puts on other hosts; the URL may name this host or another one, which is
+//! what discovery answers for a service that is not here) goes to a live
+//! host that serves the service, chosen from
 //! the cluster view (a snapshot read every heartbeat, never a query per
 //! call): the host the URL names if it is one of them, else the hosts in
 //! turn. The request carries a **host call credential** in
@@ -15,7 +16,9 @@
 //! ([`crate::runtime::outbound`]) and from every request before a
 //! component gets it. A failed connect is retried once on another live
 //! host that serves the service; the body is buffered (up to the service's
-//! request body limit) so that it can be sent again.
+//! request body limit) so that it can be sent again. Only paths of
+//! services cross: a path no host advertises, such as another host's Core
+//! API under `/_hms`, is a 404 as on this host.
 //!
 //! **Receiving side** ([`caller_of`], used by the HTTP front before it
 //! dispatches): a request with a valid credential for this host is a call
@@ -81,15 +84,15 @@ pub fn caller_of(
 }
 
 impl Runtime {
-    /// Sends `req` from `caller` to a live host that serves `service` (or,
-    /// when the service is not known, to host `via`), retrying a failed
-    /// connect once on another. Answers for the callee: its response, or a
-    /// JSON error when no host could be reached.
+    /// Sends `req` from `caller` to a live host that serves `service`
+    /// (host `via` first if it is one), retrying a failed connect once on
+    /// another. Answers for the callee: its response, or a JSON error when
+    /// no host could be reached.
     pub(super) async fn forward(
         &self,
         req: http::Request<WasiBody>,
         caller: Caller,
-        service: Option<Arc<str>>,
+        service: Arc<str>,
         via: Option<String>,
     ) -> http::Response<WasiBody> {
         static TURN: AtomicUsize = AtomicUsize::new(0);
@@ -98,39 +101,20 @@ impl Runtime {
             return ApiError::NotFound(msg).into_wasi_response();
         };
         let view = cluster.view();
-        let hosts: Vec<crate::core::cluster::Peer> = match &service {
-            Some(service) => view
-                .serving(
-                    service,
-                    via.as_deref(),
-                    TURN.fetch_add(1, Ordering::Relaxed),
-                    ATTEMPTS,
-                )
-                .into_iter()
-                .cloned()
-                .collect(),
-            None => view
-                .peers
-                .iter()
-                .filter(|p| Some(&p.id) == via.as_ref())
-                .cloned()
-                .collect(),
-        };
-        let what = match &service {
-            Some(s) => s.to_string(),
-            None => req.uri().path().to_string(),
-        };
+        let turn = TURN.fetch_add(1, Ordering::Relaxed);
+        let hosts: Vec<crate::core::cluster::Peer> = view
+            .serving(&service, via.as_deref(), turn, ATTEMPTS)
+            .into_iter()
+            .cloned()
+            .collect();
+        let what = &*service;
         if hosts.is_empty() {
             return ApiError::Unavailable(format!("no live host of the cluster serves {what}"))
                 .into_wasi_response();
         }
         // Buffered, so that a failed connect can be retried with the same
         // body; no bigger than the callee accepts anyway.
-        let limit = self
-            .sandbox
-            .grants(service.as_deref().unwrap_or_default())
-            .limits
-            .max_request_body;
+        let limit = self.sandbox.grants(&service).limits.max_request_body;
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
             .collect()

@@ -414,13 +414,14 @@ impl Dispatch for Runtime {
                 return runtime.call(service, req, &caller).await;
             }
             // Not served here: a live host of the cluster that serves it.
+            // Only paths of services cross: never another host's `/_hms`.
             let remote = runtime
                 .cluster_routes
                 .load()
                 .lookup(req.uri().path())
                 .cloned();
-            if remote.is_some() || via.is_some() {
-                return runtime.forward(req, caller, remote, via).await;
+            if let Some(service) = remote {
+                return runtime.forward(req, caller, service, via).await;
             }
             let msg = format!("no service serves {}", req.uri().path());
             ApiError::NotFound(msg).into_wasi_response()
