@@ -20,12 +20,15 @@ components loaded; memory per idle component); baseline (hello and the seed
 flow against another hms-host binary given with --baseline, e.g. the
 previous main: not in the default set); cluster (a cluster host, stores in
 a private PostgreSQL, against a standalone host: the seed flow and store
-calls; time from kill -9 of a host to its leaving discovery).
+calls; time from kill -9 of a host to its leaving discovery; a cross-host
+call, the seed flow with identity placed on another host, against the same
+call in-process).
 """
 import argparse
 import collections
 import concurrent.futures
 import datetime
+import glob
 import json
 import os
 import platform
@@ -947,11 +950,38 @@ def start_pg(tmp):
     return url, stop
 
 
+def another_database(url, name):
+    """A second database on the server of `url` (postgres://USER@HOST:PORT/DB),
+    for a second cluster: its URL."""
+    userinfo, rest = url.split("://", 1)[1].rsplit("@", 1)
+    hostport = rest.split("/", 1)[0]
+    host, port = hostport.rsplit(":", 1)
+    psql = shutil.which("psql") or (sorted(glob.glob("/usr/lib/postgresql/*/bin/psql")) or ["psql"])[-1]
+    subprocess.run([psql, "-q", "-h", host, "-p", port, "-U", userinfo, "-d", "postgres",
+                    "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def wait_placed(via, service, served_by, timeout=30):
+    """Waits until exactly the hosts `served_by` (ids) advertise `service`."""
+    admin = {"Authorization": "Bearer " + open(os.path.join(via.data_dir, "admin.token")).read().strip()}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, body = http("GET", via.url + "/_hms/cluster", headers=admin)
+        hosts = json.loads(body)["hosts"]
+        if all((service in h["services"]) == (h["id"] in served_by) for h in hosts if h["alive"]):
+            return
+        time.sleep(0.1)
+    sys.exit(f"{service} was not served by exactly {served_by} within {timeout} s")
+
+
 def bench_cluster(results, tmp, args):
     """A cluster host (stores in PostgreSQL, every write committed there)
     against a standalone host (SQLite), alternated: the seed flow and one
     store call per request; then how long a host killed with -9 takes to
-    leave discovery with the default heartbeat and lease."""
+    leave discovery with the default heartbeat and lease; and a cross-host
+    call (the seed flow with identity placed on another host of a second
+    cluster) against the same call in-process on a cluster host."""
     url, stop_pg = start_pg(tmp)
     comps = [os.path.join(WASM, "identity.wasm"), os.path.join(WASM, "report.wasm"),
              os.path.join(WASM, "store_probe.wasm")]
@@ -986,6 +1016,41 @@ def bench_cluster(results, tmp, args):
                     [("hms-host", alone.url + "/store-probe/op", "", [alone], shape),
                      ("hms-host, cluster", member.url + "/store-probe/op", "", [member], shape)],
                     args.conns, args)
+        # A cross-host call: report on x1 calls identity on x2 (placed there,
+        # in a second cluster), against the seed flow in-process on b1.
+        cross_url = another_database(url, "hms_cross")
+        x1 = start_hms(comps[:2], tmp, "cluster-cross-1", ["--cluster", cross_url, "--host-id", "x1"])
+        servers.append(x1)
+        x2 = start_hms(comps[:2], tmp, "cluster-cross-2", ["--cluster", cross_url, "--host-id", "x2"])
+        servers.append(x2)
+        x_admin = {"Authorization": "Bearer " + open(os.path.join(x1.data_dir, "admin.token")).read().strip()}
+        st, body = http("PUT", x1.url + "/_hms/placement/identity-service", json.dumps({"hosts": ["x2"]}),
+                        headers=x_admin)
+        if st != 200:
+            sys.exit(f"placing identity on x2 failed: {st} {body!r}")
+        wait_placed(x1, "identity-service", ["x2"])
+        # x1 knows what x2 serves from its own view, at most a heartbeat later.
+        deadline = time.monotonic() + 30
+        while True:
+            st, body = http("POST", x1.url + seed, ID_BODY)
+            if st == 200 and b"verified" in body:
+                break
+            if time.monotonic() > deadline:
+                sys.exit(f"the cross-host seed flow failed: {st} {body!r}")
+            time.sleep(0.1)
+        compare(results, "cluster cross-host",
+                [("in-process (identity on this host)", member.url + seed, "", [member]),
+                 ("cross-host (identity on another host)", x1.url + seed, "", [x1, x2])],
+                args.conns, args, "POST", ID_BODY)
+        cross = {}
+        for conns in args.conns:
+            cross[conns] = {k: ratio(results, "cluster cross-host", conns, "cross-host (identity on another host)",
+                                     "in-process (identity on this host)", k)
+                            for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
+            c = cross[conns]
+            print(f"  cluster    cross-host ÷ in-process c={conns}: req/s {c['rps']:.2f}×, p50 {c['p50_ms']:.2f}×, "
+                  f"p99 {c['p99_ms']:.2f}×, CPU per request {c['cpu_us'] or 0:.2f}×", flush=True)
+        summary["cross_host_vs_in_process"] = cross
         # kill -9 of a host to its leaving discovery (defaults: 2 s heartbeat, 10 s lease).
         admin = {"Authorization": "Bearer " + open(os.path.join(member.data_dir, "admin.token")).read().strip()}
         gone = []
@@ -1003,7 +1068,7 @@ def bench_cluster(results, tmp, args):
                     break
                 time.sleep(0.05)
             # The next victim reuses the id once this lease has run out.
-        summary = {"kill9_to_gone_s": gone, "heartbeat_ms": 2000, "lease_ms": 10000}
+        summary.update({"kill9_to_gone_s": gone, "heartbeat_ms": 2000, "lease_ms": 10000})
         print(f"  cluster    kill -9 to leaving discovery: {', '.join(f'{g:.2f}' for g in gone)} s", flush=True)
     finally:
         for server in servers:
@@ -1035,10 +1100,20 @@ def markdown(results, startup, swap, meta, attack=None, store=None, scale=None):
     for r in results:
         if r["scenario"] in own_tables:
             continue
-        base = {"swap": "hms-host, no swaps", "logging": "hms-host, identity logging"}.get(r["scenario"], "hms-host")
+        base = {"swap": "hms-host, no swaps", "logging": "hms-host, identity logging",
+                "cluster cross-host": "in-process (identity on this host)"}.get(r["scenario"], "hms-host")
         rel = ratio(results, r["scenario"], r["conns"], r["contender"], base)
         lines.append(f"| {r['scenario']} | {r['conns']} | {r['contender']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | "
                      f"{r['p99_ms']:.3f} | {r['cpu_us']:.0f} | {r['errors']} | {times(rel)} |")
+    cross = [r for r in results if r["scenario"] == "cluster cross-host" and r["contender"].startswith("cross")]
+    if cross:
+        lines += ["", "Cross-host call (seed flow, identity placed on another cluster host) ÷ the same call "
+                      "in-process on a cluster host:", "",
+                  "| conns | req/s | p50 | p99 | server CPU per request (both hosts) |", "|---:|---:|---:|---:|---:|"]
+        for r in cross:
+            q = lambda k: times(ratio(results, r["scenario"], r["conns"], r["contender"],
+                                      "in-process (identity on this host)", k))
+            lines.append(f"| {r['conns']} | {q('rps')} | {q('p50_ms')} | {q('p99_ms')} | {q('cpu_us')} |")
     rows = [r for r in results if r["scenario"] == "attack"]
     if rows:
         lines += ["", f"Seed flow (wrk) while {attack['clients'] if attack else '?'} clients hammer the hostile "

@@ -60,10 +60,10 @@ pub async fn run(
     std::io::Write::flush(&mut std::io::stdout())?;
     let heartbeat = cluster.as_ref().map(|c| {
         let runtime = Arc::downgrade(&runtime);
-        c.spawn_heartbeat(Arc::new(move || {
+        c.spawn_heartbeat(Arc::new(move |view| {
             runtime
                 .upgrade()
-                .map(|r| r.service_versions())
+                .map(|r| r.apply_cluster_view(view))
                 .unwrap_or_default()
         }))
     });

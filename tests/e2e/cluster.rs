@@ -9,8 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-const HEARTBEAT_MS: u64 = 200;
-const LEASE_MS: u64 = 1000;
+pub(crate) const HEARTBEAT_MS: u64 = 200;
+pub(crate) const LEASE_MS: u64 = 1000;
 
 /// The tests' PostgreSQL server.
 pub(crate) fn server_url() -> String {

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `hms-host` binary, real components, real HTTP.
 
 mod cluster;
+mod cluster_calls;
 mod cluster_deploys;
 mod cluster_import;
 mod common;

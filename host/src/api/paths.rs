@@ -12,6 +12,12 @@ pub const SERVICES: &str = "/_hms/services";
 pub const EVENTS: &str = "/_hms/events";
 pub const OPENAPI: &str = "/_hms/openapi.json";
 pub const CLUSTER: &str = "/_hms/cluster";
+pub const PLACEMENT: &str = "/_hms/placement";
+
+/// `/_hms/placement/{service}`.
+pub fn placement(service: &str) -> String {
+    format!("{PLACEMENT}/{}", escape(service))
+}
 
 /// `/_hms/keys/{id}`.
 pub fn key(id: &str) -> String {

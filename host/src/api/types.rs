@@ -159,6 +159,28 @@ pub struct ClusterStatus {
     pub hosts: Vec<HostInfo>,
 }
 
+/// `PUT /_hms/placement/{service}`: the hosts the service may run on.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PlacementRequest {
+    /// Ids of hosts that joined the cluster (at least one).
+    pub hosts: Vec<String>,
+}
+
+/// Where one service runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Placement {
+    pub service: String,
+    /// The hosts it runs on, sorted; `null`: every host.
+    pub hosts: Option<Vec<String>>,
+}
+
+/// `GET /_hms/placement`: every service with a placement (any other
+/// service runs on every host).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PlacementList {
+    pub placement: Vec<Placement>,
+}
+
 /// `POST /_hms/data/{service}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Imported {

@@ -312,6 +312,31 @@ impl Client {
             .await
     }
 
+    /// Every placement of the cluster (admin).
+    pub async fn placement(&self) -> Result<PlacementList, ClientError> {
+        self.typed(Method::GET, paths::PLACEMENT, Bytes::new(), &[])
+            .await
+    }
+
+    /// Limits `service` to `hosts` (admin); `None` clears its placement:
+    /// it runs on every host.
+    pub async fn place(
+        &self,
+        service: &str,
+        hosts: Option<&[String]>,
+    ) -> Result<Placement, ClientError> {
+        let path = paths::placement(service);
+        match hosts {
+            Some(hosts) => {
+                let body = PlacementRequest {
+                    hosts: hosts.to_vec(),
+                };
+                self.typed_json(Method::PUT, &path, &body).await
+            }
+            None => self.typed(Method::DELETE, &path, Bytes::new(), &[]).await,
+        }
+    }
+
     /// Audit events matching `query` (admin).
     pub async fn events(&self, query: &EventQuery) -> Result<EventList, ClientError> {
         self.typed(Method::GET, &paths::events(query), Bytes::new(), &[])

@@ -1,4 +1,5 @@
-//! `hms-host cluster ...`: the hosts of a cluster.
+//! `hms-host cluster ...`: the hosts of a cluster; `hms-host place`: where
+//! a service runs.
 
 use super::{HostArgs, client, output};
 use crate::base::postgres::Target;
@@ -10,6 +11,35 @@ use crate::runtime::deployments::Deployments;
 use crate::runtime::deployments::cluster::ClusterRecord;
 use clap::Subcommand;
 use std::path::Path;
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["hosts", "everywhere"])))]
+pub struct PlaceArgs {
+    /// The service.
+    service: String,
+    /// Comma-separated ids of the hosts to run it on, e.g. `h2,h3`.
+    hosts: Option<String>,
+    /// Clear its placement: every host runs it again.
+    #[arg(long)]
+    everywhere: bool,
+}
+
+pub async fn place(args: PlaceArgs, host: &HostArgs) -> anyhow::Result<()> {
+    let hosts: Option<Vec<String>> = args.hosts.map(|h| {
+        h.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let placed = client(host, true)?
+        .place(&args.service, hosts.as_deref())
+        .await?;
+    match placed.hosts {
+        Some(hosts) => outln!("{} runs on {}", placed.service, hosts.join(","))?,
+        None => outln!("{} runs on every host", placed.service)?,
+    }
+    Ok(())
+}
 
 #[derive(Subcommand)]
 pub enum ClusterCommand {
@@ -40,7 +70,8 @@ pub async fn cluster(command: ClusterCommand, host: &HostArgs) -> anyhow::Result
             import(&host.data_dir, &cluster, host_id.as_deref()).await
         }
         ClusterCommand::Status { json } => {
-            let status = client(host, true)?.cluster().await?;
+            let admin = client(host, true)?;
+            let status = admin.cluster().await?;
             if json {
                 return output::json(&status);
             }
@@ -58,6 +89,10 @@ pub async fn cluster(command: ClusterCommand, host: &HostArgs) -> anyhow::Result
                     h.last_heartbeat_ms_ago,
                     services.join(" ")
                 )?;
+            }
+            for p in admin.placement().await?.placement {
+                let hosts = p.hosts.unwrap_or_default().join(",");
+                outln!("placement: {} on {hosts}", p.service)?;
             }
             Ok(())
         }

@@ -96,6 +96,10 @@ enum Command {
     /// The hosts of the cluster (admin).
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Limit a service to some hosts of the cluster, e.g. `place
+    /// identity-service h2,h3`; the other hosts stop serving it within a
+    /// heartbeat and their calls to it cross to these (admin).
+    Place(cluster::PlaceArgs),
     /// Switch a service back to an earlier version (admin).
     Rollback {
         service: String,
@@ -174,6 +178,7 @@ async fn execute(command: Command, host: HostArgs) -> anyhow::Result<()> {
         Command::Stats { service, json } => services::stats(&host, &service, json).await,
         Command::Data(command) => data::data(command, &host).await,
         Command::Cluster(command) => cluster::cluster(command, &host).await,
+        Command::Place(args) => cluster::place(args, &host).await,
         Command::Rollback { service, to, wait } => {
             services::rollback(&host, &service, to.as_deref(), &wait).await
         }

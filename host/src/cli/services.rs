@@ -66,7 +66,18 @@ async fn served_everywhere(
     let deadline = std::time::Instant::now() + Duration::from_secs(wait.wait_secs);
     loop {
         let hosts = client.cluster().await?.hosts;
-        let live: Vec<_> = hosts.iter().filter(|h| h.alive).collect();
+        // Hosts the placement keeps the service off do not serve it.
+        let placed: Option<Vec<String>> = client
+            .placement()
+            .await?
+            .placement
+            .into_iter()
+            .find(|p| p.service == service)
+            .and_then(|p| p.hosts);
+        let live: Vec<_> = hosts
+            .iter()
+            .filter(|h| h.alive && placed.as_ref().is_none_or(|p| p.contains(&h.id)))
+            .collect();
         let refusals: Vec<String> = live
             .iter()
             .filter_map(|h| {

@@ -7,8 +7,18 @@
 //! host: nothing is deleted because a host went quiet, and while the
 //! database itself is unreachable nobody can judge, so nobody is declared
 //! dead (the failure wasmCloud #5502 had with NATS).
+//!
+//! Every heartbeat also reads the cluster's **view** — every other host
+//! with its lease, services and routes, and the **placement** of services
+//! (`placement` table: service → the hosts it may run on; no row: every
+//! host) — into a snapshot ([`Cluster::view`]) that discovery and
+//! forwarding read without touching the database. A host applies the
+//! placement to itself from the same snapshot, before it says what it
+//! serves: so hosts pick a placement change up within a heartbeat.
 
 use crate::base::postgres::{PgError, Target, bounded, error_text};
+use crate::core::registry::{Entry, Kind};
+use arc_swap::ArcSwap;
 use deadpool_postgres::Pool;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -57,6 +67,133 @@ pub struct Refusal {
     pub error: String,
 }
 
+/// Another host as this one last read it (every heartbeat).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Peer {
+    pub id: String,
+    /// What to call it by.
+    pub url: String,
+    /// `url`'s host (lower case) and port, to recognise requests for it.
+    pub authority: Option<(String, u16)>,
+    /// Its lease held when it was read.
+    pub alive: bool,
+    /// Service name → version it serves.
+    pub services: BTreeMap<String, String>,
+    /// Service name → its routes, as that host serves them.
+    pub routes: BTreeMap<String, Vec<String>>,
+}
+
+/// The cluster as this host last read it: the snapshot discovery,
+/// forwarding and placement use between heartbeats.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// Every other host that ever joined, by id.
+    pub peers: Vec<Peer>,
+    /// Service → the hosts it may run on; a service not listed runs on every host.
+    pub placement: BTreeMap<String, Vec<String>>,
+}
+
+impl View {
+    /// Whether `service` may run on host `id`.
+    pub fn placed_on(&self, service: &str, id: &str) -> bool {
+        self.placement
+            .get(service)
+            .is_none_or(|hosts| hosts.iter().any(|h| h == id))
+    }
+
+    /// The live hosts that serve `service`, at most `n`: `preferred` first
+    /// when it is one of them, then the others in turn from `turn` (so
+    /// successive calls spread over them).
+    pub fn serving(
+        &self,
+        service: &str,
+        preferred: Option<&str>,
+        turn: usize,
+        n: usize,
+    ) -> Vec<&Peer> {
+        let live: Vec<&Peer> = self
+            .peers
+            .iter()
+            .filter(|p| p.alive && p.services.contains_key(service))
+            .collect();
+        let mut chosen: Vec<&Peer> = live
+            .iter()
+            .filter(|p| Some(p.id.as_str()) == preferred)
+            .copied()
+            .collect();
+        let others: Vec<&Peer> = live
+            .iter()
+            .filter(|p| Some(p.id.as_str()) != preferred)
+            .copied()
+            .collect();
+        for i in 0..others.len() {
+            chosen.push(others[(turn + i) % others.len()]);
+        }
+        chosen.truncate(n);
+        chosen
+    }
+
+    /// The host whose URL is `host:port` (`host` lower case, no brackets).
+    pub fn peer_at(&self, host: &str, port: u16) -> Option<&Peer> {
+        self.peers.iter().find(|p| {
+            p.authority
+                .as_ref()
+                .is_some_and(|(h, p)| h == host && *p == port)
+        })
+    }
+
+    /// A registry entry for `service` on a live host that serves it, the
+    /// hosts taking turns by `turn`.
+    pub fn discover(&self, service: &str, turn: usize) -> Option<Entry> {
+        let peer = self.serving(service, None, turn, 1).into_iter().next()?;
+        let (host, port) = peer.authority.clone()?;
+        Some(Entry {
+            name: service.to_string(),
+            kind: Kind::Component,
+            url: peer.url.clone(),
+            host,
+            port,
+            version: peer.services.get(service).cloned().unwrap_or_default(),
+            routes: peer.routes.get(service).cloned().unwrap_or_default(),
+            registered_at: crate::base::clock::unix_secs(),
+            expires_at: None,
+            registered_by: None,
+        })
+    }
+}
+
+/// What a host serves, as its heartbeat advertises it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Served {
+    /// Service name → version.
+    pub versions: BTreeMap<String, String>,
+    /// Service name → routes.
+    pub routes: BTreeMap<String, Vec<String>>,
+}
+
+/// Why a placement was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PlacementError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no host with id {0} has joined this cluster")]
+    UnknownHosts(String),
+    #[error(transparent)]
+    Database(#[from] PgError),
+}
+
+/// `host:port` of an `http://` URL, lower case, without IPv6 brackets.
+fn authority_of(url: &str) -> Option<(String, u16)> {
+    let uri: http::Uri = url.parse().ok()?;
+    let host = uri
+        .host()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    Some((host, uri.port_u16().unwrap_or(80)))
+}
+
 /// This host's membership.
 pub struct Cluster {
     pool: Pool,
@@ -67,10 +204,15 @@ pub struct Cluster {
     instance: String,
     heartbeat: Duration,
     lease: Duration,
+    /// The cluster as last read (every heartbeat).
+    view: ArcSwap<View>,
+    /// Wakes the heartbeat before its tick ([`Cluster::beat_soon`]).
+    wake: tokio::sync::Notify,
 }
 
-/// The services this host serves, asked at every heartbeat.
-pub type ServicesOf = Arc<dyn Fn() -> BTreeMap<String, String> + Send + Sync>;
+/// Called at every heartbeat with the view just read: applies it (the
+/// placement) and answers what this host serves now, to advertise.
+pub type ServicesOf = Arc<dyn Fn(&View) -> Served + Send + Sync>;
 
 impl Cluster {
     /// Connects, migrates the schema and claims `host_id`. If another
@@ -95,11 +237,17 @@ impl Cluster {
             instance: hex::encode(nonce),
             heartbeat: config.heartbeat,
             lease: config.lease,
+            view: ArcSwap::from_pointee(View::default()),
+            wake: tokio::sync::Notify::new(),
         };
         let mut waited = false;
         loop {
             match cluster.claim().await? {
-                None => return Ok(cluster),
+                None => {
+                    // Placement applies from the first deploy on.
+                    cluster.refresh().await?;
+                    return Ok(cluster);
+                }
                 Some(held_ms) if !waited => {
                     tracing::warn!(
                         "host id {} is leased to another process for {held_ms} ms more; \
@@ -174,8 +322,19 @@ impl Cluster {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut failing = false;
             loop {
-                tick.tick().await;
-                match this.beat(&services()).await {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = this.wake.notified() => {}
+                }
+                // A view that cannot be read stays as it was: hosts are not
+                // dropped from it because the database is away.
+                let refreshed = this.refresh().await;
+                let served = services(&this.view());
+                let beat = match refreshed {
+                    Ok(()) => this.beat(&served).await,
+                    Err(e) => Err(e),
+                };
+                match beat {
                     Ok(()) if failing => {
                         tracing::info!("cluster heartbeat works again");
                         failing = false;
@@ -191,17 +350,19 @@ impl Cluster {
         })
     }
 
-    async fn beat(&self, services: &BTreeMap<String, String>) -> Result<(), PgError> {
-        bounded(self.beat_unbounded(services), || self.timed_out()).await
+    async fn beat(&self, served: &Served) -> Result<(), PgError> {
+        bounded(self.beat_unbounded(served), || self.timed_out()).await
     }
 
-    async fn beat_unbounded(&self, services: &BTreeMap<String, String>) -> Result<(), PgError> {
-        let services = serde_json::to_value(services).expect("a map of strings serializes");
+    async fn beat_unbounded(&self, served: &Served) -> Result<(), PgError> {
+        let services = serde_json::to_value(&served.versions).expect("a map of strings serializes");
+        let routes = serde_json::to_value(&served.routes).expect("a map of strings serializes");
         let client = self.client().await?;
         let renewed = client
             .execute(
                 "UPDATE hosts SET last_heartbeat = now(),
-                     lease_until = now() + make_interval(secs => $3), url = $4, services = $5
+                     lease_until = now() + make_interval(secs => $3), url = $4, services = $5,
+                     routes = $6
                  WHERE host_id = $1 AND instance = $2",
                 &[
                     &self.host_id,
@@ -209,6 +370,7 @@ impl Cluster {
                     &self.lease.as_secs_f64(),
                     &self.url,
                     &services,
+                    &routes,
                 ],
             )
             .await
@@ -279,6 +441,153 @@ impl Cluster {
             .collect())
     }
 
+    /// Runs the next heartbeat now rather than at its tick: what this host
+    /// serves changed (a deploy), so the others should know without waiting.
+    pub fn beat_soon(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The cluster as this host last read it (at most a heartbeat old).
+    pub fn view(&self) -> Arc<View> {
+        self.view.load_full()
+    }
+
+    /// Reads the other hosts and the placement into the view.
+    async fn refresh(&self) -> Result<(), PgError> {
+        let view = bounded(self.read_view(), || self.timed_out()).await?;
+        self.view.store(Arc::new(view));
+        Ok(())
+    }
+
+    async fn read_view(&self) -> Result<View, PgError> {
+        let client = self.client().await?;
+        let failed = |e| self.target.failed(e);
+        let rows = client
+            .query(
+                "SELECT host_id, url, lease_until > now(), services, routes
+                 FROM hosts WHERE host_id <> $1 ORDER BY host_id",
+                &[&self.host_id],
+            )
+            .await
+            .map_err(failed)?;
+        let peers = rows
+            .iter()
+            .map(|r| {
+                let url: String = r.get(1);
+                Peer {
+                    id: r.get(0),
+                    authority: authority_of(&url),
+                    url,
+                    alive: r.get(2),
+                    services: serde_json::from_value(r.get(3)).unwrap_or_default(),
+                    routes: serde_json::from_value(r.get(4)).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let placement = client
+            .query("SELECT service, hosts FROM placement", &[])
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(View { peers, placement })
+    }
+
+    /// Service → the hosts it may run on (services not listed: every host).
+    pub async fn placement(&self) -> Result<BTreeMap<String, Vec<String>>, PgError> {
+        bounded(
+            async {
+                Ok(self
+                    .client()
+                    .await?
+                    .query("SELECT service, hosts FROM placement", &[])
+                    .await
+                    .map_err(|e| self.target.failed(e))?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect())
+            },
+            || self.timed_out(),
+        )
+        .await
+    }
+
+    /// Limits `service` to `hosts` (ids of hosts that joined this cluster);
+    /// every host applies it at its next heartbeat. Returns the hosts as
+    /// stored (sorted, without duplicates).
+    pub async fn place(
+        &self,
+        service: &str,
+        hosts: &[String],
+    ) -> Result<Vec<String>, PlacementError> {
+        crate::core::names::validate_service_name(service)
+            .map_err(|e| PlacementError::Invalid(e.0))?;
+        let mut hosts: Vec<String> = hosts.iter().map(|h| h.trim().to_string()).collect();
+        hosts.sort();
+        hosts.dedup();
+        if hosts.is_empty() {
+            return Err(PlacementError::Invalid(format!(
+                "a placement of {service} names at least one host; to run it on every host, clear its placement"
+            )));
+        }
+        let stored = hosts.clone();
+        bounded(
+            async {
+                let client = self.client().await?;
+                let failed = |e| PlacementError::Database(self.target.failed(e));
+                let known: Vec<String> = client
+                    .query(
+                        "SELECT host_id FROM hosts WHERE host_id = ANY($1)",
+                        &[&hosts],
+                    )
+                    .await
+                    .map_err(failed)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let unknown: Vec<String> = hosts
+                    .iter()
+                    .filter(|h| !known.contains(h))
+                    .map(|h| format!("{h:?}"))
+                    .collect();
+                if !unknown.is_empty() {
+                    return Err(PlacementError::UnknownHosts(unknown.join(", ")));
+                }
+                client
+                    .execute(
+                        "INSERT INTO placement (service, hosts) VALUES ($1, $2)
+                         ON CONFLICT (service) DO UPDATE SET hosts = EXCLUDED.hosts, updated_at = now()",
+                        &[&service, &hosts],
+                    )
+                    .await
+                    .map_err(failed)?;
+                Ok(())
+            },
+            || PlacementError::Database(self.timed_out()),
+        )
+        .await?;
+        Ok(stored)
+    }
+
+    /// Clears the placement of `service`: it runs on every host again.
+    /// Whether there was one.
+    pub async fn unplace(&self, service: &str) -> Result<bool, PgError> {
+        bounded(
+            async {
+                let n = self
+                    .client()
+                    .await?
+                    .execute("DELETE FROM placement WHERE service = $1", &[&service])
+                    .await
+                    .map_err(|e| self.target.failed(e))?;
+                Ok(n > 0)
+            },
+            || self.timed_out(),
+        )
+        .await
+    }
+
     /// The connections to the cluster database, for the capabilities kept
     /// there (stores, ...).
     pub fn pool(&self) -> Pool {
@@ -333,5 +642,97 @@ pub fn host_id(data_dir: &Path, configured: Option<&str>) -> std::io::Result<Str
             Ok(id)
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: &str, port: u16, alive: bool, services: &[&str]) -> Peer {
+        let url = format!("http://127.0.0.1:{port}");
+        Peer {
+            id: id.into(),
+            authority: authority_of(&url),
+            url,
+            alive,
+            services: services
+                .iter()
+                .map(|s| (s.to_string(), "v1".into()))
+                .collect(),
+            routes: services
+                .iter()
+                .map(|s| (s.to_string(), vec![format!("/{s}/...")]))
+                .collect(),
+        }
+    }
+
+    fn view() -> View {
+        View {
+            peers: vec![
+                peer("h2", 8082, true, &["identity"]),
+                peer("h3", 8083, true, &["identity", "report"]),
+                peer("h4", 8084, false, &["identity"]),
+                peer("h5", 8085, true, &["report"]),
+            ],
+            placement: [("identity".to_string(), vec!["h2".into(), "h3".into()])].into(),
+        }
+    }
+
+    fn ids(peers: Vec<&Peer>) -> Vec<&str> {
+        peers.iter().map(|p| p.id.as_str()).collect()
+    }
+
+    #[test]
+    fn only_live_hosts_that_serve_the_service_are_chosen_preferred_first() {
+        let v = view();
+        assert_eq!(ids(v.serving("identity", None, 0, 2)), ["h2", "h3"]);
+        assert_eq!(ids(v.serving("identity", None, 1, 2)), ["h3", "h2"]);
+        assert_eq!(ids(v.serving("identity", Some("h3"), 0, 2)), ["h3", "h2"]);
+        // A preferred host that is gone or does not serve it is not tried.
+        assert_eq!(ids(v.serving("identity", Some("h4"), 0, 2)), ["h2", "h3"]);
+        assert_eq!(ids(v.serving("identity", Some("h5"), 0, 1)), ["h2"]);
+        assert!(v.serving("nobody", None, 0, 2).is_empty());
+        // Turns spread discovery over the live hosts.
+        let found: Vec<String> = (0..4)
+            .map(|turn| v.discover("report", turn).unwrap().url)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "http://127.0.0.1:8083",
+                "http://127.0.0.1:8085",
+                "http://127.0.0.1:8083",
+                "http://127.0.0.1:8085"
+            ]
+        );
+        let e = v.discover("identity", 0).unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.version.as_str()),
+            ("127.0.0.1", 8082, "v1")
+        );
+        assert_eq!(e.routes, ["/identity/..."]);
+        assert!(v.discover("nobody", 0).is_none());
+    }
+
+    #[test]
+    fn placement_limits_a_service_to_its_hosts_and_others_run_everywhere() {
+        let v = view();
+        assert!(v.placed_on("identity", "h2"));
+        assert!(!v.placed_on("identity", "h1"));
+        assert!(v.placed_on("report", "h1"));
+    }
+
+    #[test]
+    fn hosts_are_recognised_by_their_url_under_any_spelling() {
+        let v = view();
+        assert_eq!(v.peer_at("127.0.0.1", 8083).unwrap().id, "h3");
+        assert!(v.peer_at("127.0.0.1", 8080).is_none());
+        assert_eq!(
+            authority_of("http://Host.Example.:81/x"),
+            Some(("host.example".to_string(), 81))
+        );
+        assert_eq!(authority_of("http://[::1]"), Some(("::1".to_string(), 80)));
+        assert_eq!(authority_of("not a url"), None);
     }
 }

@@ -61,6 +61,18 @@ impl Core {
         None
     }
 
+    /// Where to call service `name`: this host when it serves it (the
+    /// registry), else, in a cluster, a live host that serves it (the
+    /// cluster view, hosts taking turns), else nowhere.
+    pub fn discover(&self, name: &str) -> Option<registry::Entry> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static TURN: AtomicUsize = AtomicUsize::new(0);
+        self.registry.get(name).or_else(|| {
+            let turn = TURN.fetch_add(1, Ordering::Relaxed);
+            self.cluster.as_ref()?.view().discover(name, turn)
+        })
+    }
+
     /// Appends an event for `service` within `trace`.
     pub fn log(&self, service: &str, trace: &Trace, level: Level, message: impl Into<String>) {
         trace.mark_logged();

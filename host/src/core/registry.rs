@@ -5,6 +5,11 @@
 //! heartbeat. Reads are lock-free (`ArcSwap` snapshot) because report-style
 //! services discover on every request; writes copy the map, which is fine for
 //! a registry that changes on deploys and heartbeats, not per request.
+//!
+//! In a cluster, a component deployed here that the placement puts on other
+//! hosts is **withheld**: it keeps its name (nobody may register it as
+//! external), but this host does not list or discover it, so discovery
+//! ([`crate::core::Core::discover`]) finds it on a host that serves it.
 
 use crate::base::clock::unix_secs;
 use crate::core::names::validate_service_name;
@@ -68,6 +73,8 @@ pub struct Registry {
     /// Where this host serves; the endpoint of every deployed component.
     local: SocketAddr,
     entries: ArcSwap<BTreeMap<String, Entry>>,
+    /// Components deployed here but placed on other hosts.
+    withheld: ArcSwap<std::collections::BTreeSet<String>>,
     writer: Mutex<()>,
 }
 
@@ -82,6 +89,7 @@ impl Registry {
         Registry {
             local,
             entries: ArcSwap::from_pointee(BTreeMap::new()),
+            withheld: ArcSwap::from_pointee(Default::default()),
             writer: Mutex::new(()),
         }
     }
@@ -133,7 +141,7 @@ impl Registry {
                 "{host:?} port {port}"
             )));
         }
-        if let Some(e) = self.get(name)
+        if let Some(e) = self.live(name)
             && (e.kind == Kind::Component || (by.is_some() && e.registered_by.as_deref() != by))
         {
             return Err(RegistryError::NameTaken(name.to_string()));
@@ -165,7 +173,7 @@ impl Registry {
 
     /// Removes a service.
     pub fn unregister(&self, name: &str) -> Result<(), RegistryError> {
-        if self.get(name).is_none() {
+        if self.live(name).is_none() {
             return Err(RegistryError::NotFound(name.to_string()));
         }
         self.update(|map| {
@@ -174,8 +182,8 @@ impl Registry {
         Ok(())
     }
 
-    /// Where `name` is served, unless unknown or lapsed.
-    pub fn get(&self, name: &str) -> Option<Entry> {
+    /// The registration of `name` unless lapsed, withheld or not.
+    fn live(&self, name: &str) -> Option<Entry> {
         let now = unix_secs();
         self.entries
             .load()
@@ -184,15 +192,28 @@ impl Registry {
             .cloned()
     }
 
-    /// Every live registration, by name.
+    /// Where `name` is served, unless unknown, lapsed or withheld.
+    pub fn get(&self, name: &str) -> Option<Entry> {
+        self.live(name)
+            .filter(|e| !self.withheld.load().contains(&e.name))
+    }
+
+    /// Every live registration this host serves, by name.
     pub fn list(&self) -> Vec<Entry> {
         let now = unix_secs();
+        let withheld = self.withheld.load();
         self.entries
             .load()
             .values()
-            .filter(|e| e.expires_at.is_none_or(|t| t > now))
+            .filter(|e| e.expires_at.is_none_or(|t| t > now) && !withheld.contains(&e.name))
             .cloned()
             .collect()
+    }
+
+    /// The components deployed here that the placement puts elsewhere:
+    /// neither listed nor discovered here, their names still taken.
+    pub fn set_withheld(&self, names: std::collections::BTreeSet<String>) {
+        self.withheld.store(Arc::new(names));
     }
 
     /// The live external registration at `host:port`, if any (preferring
@@ -312,6 +333,29 @@ mod tests {
             r.external_endpoint("10.0.0.2", 80).unwrap().registered_by,
             None
         );
+    }
+
+    #[test]
+    fn a_withheld_component_is_not_discovered_and_keeps_its_name() {
+        let r = registry();
+        r.register_component("identity-service", "v", vec![]);
+        r.set_withheld(["identity-service".to_string()].into());
+        assert!(r.get("identity-service").is_none());
+        assert!(r.list().is_empty());
+        assert_eq!(
+            r.register_external(
+                "identity-service",
+                "203.0.113.9",
+                80,
+                "1",
+                None,
+                Some("evil")
+            )
+            .unwrap_err(),
+            RegistryError::NameTaken("identity-service".into())
+        );
+        r.set_withheld(Default::default());
+        assert!(r.get("identity-service").is_some());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use axum::extract::{
 };
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -63,6 +63,8 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
         .route("/events", get(events))
         .route("/openapi.json", get(openapi))
         .route("/cluster", get(cluster_status))
+        .route("/placement", get(list_placement))
+        .route("/placement/{service}", put(place).delete(unplace))
         .fallback(|| async { ApiError::NotFound("no such Core API endpoint".into()) })
         .layer(middleware::from_fn_with_state(app, audit_before_response))
 }
@@ -134,6 +136,102 @@ async fn cluster_status(
         }],
     };
     Ok(Json(ClusterStatus { hosts }))
+}
+
+/// Every service with a placement; any other runs on every host. A
+/// standalone host has none.
+#[utoipa::path(get, path = "/_hms/placement", tag = "cluster", security(("admin" = [])), responses(
+    (status = 200, body = PlacementList), (status = 401, body = ErrorBody),
+    (status = 503, description = "the cluster database cannot be reached", body = ErrorBody)))]
+async fn list_placement(
+    _: Admin,
+    State(app): State<Arc<App>>,
+) -> Result<Json<PlacementList>, ApiError> {
+    let placement = match &app.runtime.core().cluster {
+        Some(cluster) => cluster
+            .placement()
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+        None => Default::default(),
+    };
+    let placement = placement
+        .into_iter()
+        .map(|(service, hosts)| Placement {
+            service,
+            hosts: Some(hosts),
+        })
+        .collect();
+    Ok(Json(PlacementList { placement }))
+}
+
+fn cluster_of(app: &App) -> Result<&Arc<crate::core::cluster::Cluster>, ApiError> {
+    app.runtime.core().cluster.as_ref().ok_or_else(|| {
+        ApiError::BadRequest(
+            "placement is for hosts of a cluster (hms-host run --cluster ...)".into(),
+        )
+    })
+}
+
+/// Limits a service to the given hosts of the cluster: the others stop
+/// serving it (and advertising it) within a heartbeat, and calls to it from
+/// them cross to these hosts.
+#[utoipa::path(put, path = "/_hms/placement/{service}", tag = "cluster", security(("admin" = [])),
+    params(("service" = String, Path)), request_body = PlacementRequest, responses(
+    (status = 200, body = Placement),
+    (status = 400, description = "no hosts, a host id that never joined, a bad name, or a standalone host", body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 503, description = "the cluster database cannot be reached", body = ErrorBody)))]
+async fn place(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(service): Path<String>,
+    ApiJson(req): ApiJson<PlacementRequest>,
+) -> Result<Json<Placement>, ApiError> {
+    use crate::core::cluster::PlacementError;
+    let hosts = cluster_of(&app)?
+        .place(&service, &req.hosts)
+        .await
+        .map_err(|e| match e {
+            PlacementError::Invalid(_) | PlacementError::UnknownHosts(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            PlacementError::Database(e) => ApiError::Unavailable(e.to_string()),
+        })?;
+    app.runtime.core().log_host(format!(
+        "placement of {service} set to {}",
+        hosts.join(", ")
+    ));
+    Ok(Json(Placement {
+        service,
+        hosts: Some(hosts),
+    }))
+}
+
+/// Clears a service's placement: every host serves it again (within a
+/// heartbeat). Clearing a service without one changes nothing.
+#[utoipa::path(delete, path = "/_hms/placement/{service}", tag = "cluster", security(("admin" = [])),
+    params(("service" = String, Path)), responses(
+    (status = 200, body = Placement), (status = 400, description = "a standalone host", body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 503, description = "the cluster database cannot be reached", body = ErrorBody)))]
+async fn unplace(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(service): Path<String>,
+) -> Result<Json<Placement>, ApiError> {
+    let cleared = cluster_of(&app)?
+        .unplace(&service)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    if cleared {
+        app.runtime
+            .core()
+            .log_host(format!("placement of {service} cleared: every host"));
+    }
+    Ok(Json(Placement {
+        service,
+        hosts: None,
+    }))
 }
 
 /// The generated OpenAPI document of this API.
@@ -578,7 +676,8 @@ async fn events(
     paths(
         health, openapi, token, jwks, create_key, list_keys, revoke_key, list_services,
         register_service, unregister_service, deploy_version, list_versions, rollback,
-        service_stats, export_data, import_data, events, cluster_status
+        service_stats, export_data, import_data, events, cluster_status, list_placement,
+        place, unplace
     ),
     modifiers(&AdminCredential)
 )]

@@ -6,6 +6,7 @@ use crate::api::error::ApiError;
 use crate::core::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER, Trace};
 use crate::http::app::{App, audited};
 use crate::http::core_api;
+use crate::runtime::forward;
 use crate::runtime::state::Caller;
 use axum::Router;
 use axum::body::Body;
@@ -86,33 +87,55 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn serve_component(State(app): State<Arc<App>>, req: Request) -> Response {
+/// Serves a request with a deployed component. A request carrying a host
+/// call credential is a call another host of the cluster forwarded: it is
+/// served as a call from the service the credential names, through that
+/// service's caller policy, or refused (401) when the credential is not
+/// valid for this host ([`crate::runtime::forward`]).
+async fn serve_component(State(app): State<Arc<App>>, mut req: Request) -> Response {
     let trace = Trace::from_traceparent(
         req.headers()
             .get(TRACEPARENT_HEADER)
             .and_then(|v| v.to_str().ok()),
     );
     let core = app.runtime.core();
-    let mut response = match app.runtime.route(req.uri().path()) {
+    let from_host = forward::caller_of(core, req.headers_mut());
+    let mut response = match (from_host, app.runtime.route(req.uri().path())) {
+        (Err(refused), _) => refused.into_response(),
         // Nothing it served now could be audited.
-        Some(_) if let Some(why) = core.unavailable() => ApiError::Unavailable(why).into_response(),
-        None => {
+        (Ok(_), Some(_)) if let Some(why) = core.unavailable() => {
+            ApiError::Unavailable(why).into_response()
+        }
+        (Ok(_), None) => {
             ApiError::NotFound(format!("no service serves {}", req.uri().path())).into_response()
         }
-        Some(service) => {
-            let caller = Caller {
-                service: service.name.as_str().into(),
-                trace: trace.clone(),
-                depth: 0,
-                loading: false,
-            };
+        (Ok(from_host), Some(service)) => {
             let req = req.map(|body| {
                 body.map_err(|e| {
                     HttpError::InternalError(Some(format!("reading request body: {e}")))
                 })
                 .boxed_unsync()
             });
-            let response = app.runtime.invoke(service, req, caller).await;
+            let response = match from_host {
+                Some((calling, depth)) => {
+                    let caller = Caller {
+                        service: calling.into(),
+                        trace: trace.clone(),
+                        depth,
+                        loading: false,
+                    };
+                    app.runtime.call(service, req, &caller).await
+                }
+                None => {
+                    let caller = Caller {
+                        service: service.name.as_str().into(),
+                        trace: trace.clone(),
+                        depth: 0,
+                        loading: false,
+                    };
+                    app.runtime.invoke(service, req, caller).await
+                }
+            };
             if trace.logged()
                 && let Err(refusal) = audited(&app).await
             {

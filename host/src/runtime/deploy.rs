@@ -302,8 +302,17 @@ impl Runtime {
         routes.remove_owner(name);
         let mut services = current.services.clone();
         services.remove(name);
-        self.deployed
-            .store(Arc::new(Deployment { services, routes }));
+        let mut withheld = current.withheld.clone();
+        withheld.remove(name);
+        self.core.registry.set_withheld(withheld.clone());
+        self.deployed.store(Arc::new(Deployment {
+            services,
+            routes,
+            withheld,
+        }));
+        if let Some(cluster) = &self.core.cluster {
+            cluster.beat_soon(); // the other hosts learn what this one serves now
+        }
         let _ = self.core.registry.unregister(name);
         if let Err(e) = self.record.record_undeploy(name, Some(&service.source)) {
             tracing::error!("recording the undeploy of {name}: {e}");
@@ -357,8 +366,21 @@ impl Runtime {
         };
         self.record
             .record_deploy(&service.name, record, bytes, file)?;
-        self.deployed
-            .store(Arc::new(Deployment { services, routes }));
+        let mut withheld = current.withheld.clone();
+        if self.placed_here(&service.name) {
+            withheld.remove(&service.name);
+        } else {
+            withheld.insert(service.name.clone());
+        }
+        self.core.registry.set_withheld(withheld.clone());
+        self.deployed.store(Arc::new(Deployment {
+            services,
+            routes,
+            withheld,
+        }));
+        if let Some(cluster) = &self.core.cluster {
+            cluster.beat_soon(); // the other hosts learn what this one serves now
+        }
 
         let route_list: Vec<String> = service.routes.iter().map(|r| r.to_string()).collect();
         self.core

@@ -360,47 +360,71 @@ impl Report {
     }
 }
 
+impl Runtime {
+    /// A call to `service` from another service, `caller` (a component of
+    /// this host, or of another host that forwarded the call with a valid
+    /// host credential): the caller policy the service declared, against
+    /// the identity the calling host stamped, then the call one hop deeper
+    /// in the same trace.
+    pub async fn call(
+        &self,
+        service: Arc<Service>,
+        req: http::Request<WasiBody>,
+        caller: &Caller,
+    ) -> http::Response<WasiBody> {
+        if let Some(allowed) = &service.callers
+            && !allowed.iter().any(|a| **a == *caller.service)
+        {
+            service.guard.count(Counter::ForbiddenCaller);
+            let msg = format!(
+                "refused a call from {}: only {} may call {}",
+                caller.service,
+                allowed.join(", "),
+                service.name
+            );
+            self.core
+                .log(&service.name, &caller.trace, Level::Warn, msg);
+            return ApiError::Forbidden(format!(
+                "{} may not call {}",
+                caller.service, service.name
+            ))
+            .into_wasi_response();
+        }
+        let callee = Caller {
+            service: service.name.as_str().into(),
+            trace: caller.trace.clone(),
+            depth: caller.depth + 1,
+            loading: false,
+        };
+        self.invoke(service, req, callee).await
+    }
+}
+
 impl Dispatch for Runtime {
     fn dispatch(
         &self,
         req: http::Request<WasiBody>,
         caller: Caller,
+        via: Option<String>,
     ) -> BoxFuture<http::Response<WasiBody>> {
         let target = self.route(req.uri().path());
         let runtime = self.this.upgrade().expect("runtime is alive while serving");
         Box::pin(async move {
-            let Some(service) = target else {
-                let msg = format!("no service serves {}", req.uri().path());
-                return ApiError::NotFound(msg).into_wasi_response();
-            };
-            // The caller policy the service declared, against the identity
-            // the host stamped on the calling instance.
-            if let Some(allowed) = &service.callers
-                && !allowed.iter().any(|a| **a == *caller.service)
-            {
-                service.guard.count(Counter::ForbiddenCaller);
-                let msg = format!(
-                    "refused a call from {}: only {} may call {}",
-                    caller.service,
-                    allowed.join(", "),
-                    service.name
-                );
-                runtime
-                    .core
-                    .log(&service.name, &caller.trace, Level::Warn, msg);
-                return ApiError::Forbidden(format!(
-                    "{} may not call {}",
-                    caller.service, service.name
-                ))
-                .into_wasi_response();
+            if let Some(service) = target {
+                return runtime.call(service, req, &caller).await;
             }
-            let callee = Caller {
-                service: service.name.as_str().into(),
-                trace: caller.trace.clone(),
-                depth: caller.depth + 1,
-                loading: false,
-            };
-            runtime.invoke(service, req, callee).await
+            // Not served here: a live host of the cluster that serves it.
+            // Only paths of services cross: never another host's `/_hms`.
+            let remote = runtime
+                .cluster_routes
+                .load()
+                .lookup(req.uri().path())
+                .cloned();
+            if let Some(service) = remote {
+                return runtime.forward(req, caller, service, via).await;
+            }
+            let msg = format!("no service serves {}", req.uri().path());
+            ApiError::NotFound(msg).into_wasi_response()
         })
     }
 }

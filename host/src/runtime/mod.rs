@@ -13,6 +13,7 @@ mod deploy;
 pub mod deployments;
 pub mod engine;
 pub mod follow;
+pub mod forward;
 mod invoke;
 pub mod outbound;
 pub mod router;
@@ -37,7 +38,7 @@ use crate::runtime::sandbox::ServiceGuard;
 use crate::runtime::state::Caller;
 use crate::runtime::state::RequestState;
 use arc_swap::ArcSwap;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -59,6 +60,9 @@ const FREE_TICKS: u32 = 2;
 struct Deployment {
     services: BTreeMap<String, Arc<Service>>,
     routes: RouteTable<Arc<Service>>,
+    /// Deployed services the cluster's placement puts on other hosts: not
+    /// routed here, not advertised (their calls are forwarded).
+    withheld: BTreeSet<String>,
 }
 
 /// Engine, linker, Core and the deployed services.
@@ -81,6 +85,9 @@ pub struct Runtime {
     record: Deployments,
     /// The runtime itself, as the dispatcher handed to every store.
     this: Weak<Runtime>,
+    /// In a cluster: the routes the other live hosts serve, to the service
+    /// name, from the latest view (see [`Runtime::apply_cluster_view`]).
+    cluster_routes: ArcSwap<RouteTable<Arc<str>>>,
 }
 
 impl Runtime {
@@ -110,6 +117,7 @@ impl Runtime {
             deploying: Mutex::new(()),
             record,
             this: this.clone(),
+            cluster_routes: ArcSwap::from_pointee(RouteTable::default()),
         }))
     }
 
@@ -159,19 +167,120 @@ impl Runtime {
         })
     }
 
-    /// The service serving `path`, if any.
+    /// The service serving `path` on this host, if any.
     pub fn route(&self, path: &str) -> Option<Arc<Service>> {
-        self.deployed.load().routes.lookup(path).cloned()
+        let deployed = self.deployed.load();
+        deployed
+            .routes
+            .lookup(path)
+            .filter(|s| !deployed.withheld.contains(&s.name))
+            .cloned()
     }
 
-    /// Service name → active version, of every deployed service.
+    /// Service name → active version, of every service this host serves.
     pub fn service_versions(&self) -> std::collections::BTreeMap<String, String> {
-        self.deployed
-            .load()
-            .services
-            .iter()
-            .map(|(name, s)| (name.clone(), s.version.clone()))
-            .collect()
+        self.served().versions
+    }
+
+    /// What this host serves (placement applied): versions and routes.
+    pub fn served(&self) -> crate::core::cluster::Served {
+        let deployed = self.deployed.load();
+        let serving = || {
+            deployed
+                .services
+                .iter()
+                .filter(|(name, _)| !deployed.withheld.contains(*name))
+        };
+        crate::core::cluster::Served {
+            versions: serving()
+                .map(|(name, s)| (name.clone(), s.version.clone()))
+                .collect(),
+            routes: serving()
+                .map(|(name, s)| {
+                    (
+                        name.clone(),
+                        s.routes.iter().map(|r| r.to_string()).collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the cluster's placement (as last read) lets service `name`
+    /// run on this host; always, standalone.
+    fn placed_here(&self, name: &str) -> bool {
+        self.core
+            .cluster
+            .as_ref()
+            .is_none_or(|c| c.view().placed_on(name, c.host_id()))
+    }
+
+    /// Applies a fresh view of the cluster (every heartbeat): services the
+    /// placement puts elsewhere stop being served here (unrouted, withheld
+    /// from the registry), services placed here again are served again, and
+    /// the routes the other live hosts serve are what calls not served here
+    /// are forwarded by. Returns what this host serves now, to advertise.
+    pub fn apply_cluster_view(
+        &self,
+        view: &crate::core::cluster::View,
+    ) -> crate::core::cluster::Served {
+        if let Some(cluster) = &self.core.cluster {
+            let me = cluster.host_id();
+            let _guard = lock(&self.deploying);
+            let current = self.deployed.load();
+            let withheld: BTreeSet<String> = current
+                .services
+                .keys()
+                .filter(|name| !view.placed_on(name, me))
+                .cloned()
+                .collect();
+            if withheld != current.withheld {
+                for name in withheld.difference(&current.withheld) {
+                    let hosts = view
+                        .placement
+                        .get(name)
+                        .map(|h| h.join(", "))
+                        .unwrap_or_default();
+                    self.core.log_host(format!(
+                        "placement: {name} runs on {hosts}; this host ({me}) no longer serves it"
+                    ));
+                }
+                for name in current.withheld.difference(&withheld) {
+                    self.core
+                        .log_host(format!("placement: this host ({me}) serves {name} again"));
+                }
+                self.core.registry.set_withheld(withheld.clone());
+                self.deployed.store(Arc::new(Deployment {
+                    services: current.services.clone(),
+                    routes: current.routes.clone(),
+                    withheld,
+                }));
+            }
+        }
+        let mut wanted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for peer in view.peers.iter().filter(|p| p.alive) {
+            for (service, routes) in &peer.routes {
+                if peer.services.contains_key(service) {
+                    wanted
+                        .entry(service)
+                        .or_default()
+                        .extend(routes.iter().map(String::as_str));
+                }
+            }
+        }
+        let mut table = RouteTable::default();
+        for (service, patterns) in wanted {
+            let name: Arc<str> = service.into();
+            for pattern in patterns {
+                // Two services claiming one route on different hosts: the
+                // first keeps it.
+                if let Ok(p) = crate::runtime::router::Pattern::parse(pattern) {
+                    let _ = table.add(p, service, name.clone());
+                }
+            }
+        }
+        self.cluster_routes.store(Arc::new(table));
+        self.served()
     }
 
     /// Names of deployed services.

@@ -4,6 +4,11 @@
 //! * To this host (its advertised address, which is what discovery returns
 //!   for deployed services): dispatched in-process to the target component
 //!   through [`Dispatch`], no socket involved, same trace.
+//! * In a cluster, to another host of the cluster (its URL is what
+//!   discovery returns for a service this host does not serve), or to this
+//!   host for a path only other hosts serve: forwarded to a live host that
+//!   serves it, with a host call credential ([`crate::runtime::forward`]);
+//!   a path this host serves is still dispatched in-process.
 //! * To an external service an operator registered (admin API), or to a
 //!   `host:port` the operator granted the calling service (`allow_outbound`
 //!   in the config file): forwarded over plain HTTP.
@@ -16,7 +21,8 @@
 //!   so there is no path to the network except the one here.
 //!
 //! Only the request's URI decides: wasi:http forbids guests the `Host`
-//! header (the host sets it from the URI), and redirects are never followed
+//! header (the host sets it from the URI), a host call credential header a
+//! guest sets is removed (only the host signs those), and redirects are never followed
 //! here, so a component that follows one makes a new request that is
 //! decided afresh. The Core API under `/_hms` is not a component route, so
 //! a request to this host cannot reach it.
@@ -51,11 +57,14 @@ type SendResult = wasmtime_wasi_http::Result<(
 /// Serves a request in-process on behalf of a calling component.
 pub trait Dispatch: Send + Sync + 'static {
     /// Routes `req` to the deployed component serving its path; `caller` is
-    /// the calling component (its trace continues in the callee).
+    /// the calling component (its trace continues in the callee). A path
+    /// this host does not serve goes to a host of the cluster that does,
+    /// preferring `via` (the host the URL named).
     fn dispatch(
         &self,
         req: http::Request<WasiBody>,
         caller: Caller,
+        via: Option<String>,
     ) -> BoxFuture<http::Response<WasiBody>>;
 }
 
@@ -77,6 +86,9 @@ static CLIENT: LazyLock<Client<HttpConnector, WasiBody>> =
 enum Route {
     /// A service of this host: dispatched in-process.
     Local,
+    /// Another host of the cluster, by id: what it serves is dispatched
+    /// in-process if this host serves it too, else forwarded.
+    Peer(String),
     /// Forwarded as it is: an operator registered or granted the destination.
     Granted,
     /// Registered by a component: forwarded only to public addresses.
@@ -85,10 +97,12 @@ enum Route {
     Denied(String),
 }
 
-/// Decides where a request for `uri` may go; `local` is this host's address.
+/// Decides where a request for `uri` may go; `local` is this host's
+/// address, `peer` finds the other host of the cluster at an address.
 fn route(
     uri: &http::Uri,
     local: SocketAddr,
+    peer: impl FnOnce(&str, u16) -> Option<String>,
     external: impl FnOnce(&str, u16) -> Option<crate::core::registry::Entry>,
     granted: &[Destination],
 ) -> Route {
@@ -110,6 +124,9 @@ fn route(
         || ip.is_some_and(|ip| ip == local.ip() || ip.is_loopback() || ip.is_unspecified());
     if is_this_host && port == local.port() {
         return Route::Local;
+    }
+    if let Some(id) = peer(&host, port) {
+        return Route::Peer(id);
     }
     if granted.iter().any(|d| d.host == host && d.port == port) {
         return Route::Granted;
@@ -214,15 +231,21 @@ impl WasiHttpHooks for Outgoing {
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let uri = request.uri().clone();
+        // Only the host signs host call credentials.
+        request
+            .headers_mut()
+            .remove(crate::runtime::forward::HOST_CREDENTIAL_HEADER);
         if self.caller.loading {
             let why = format!("{uri}: no outgoing requests while the component is being loaded");
             denied(&self.core, &self.caller, &self.guard, &why);
             return ready(Err(HttpError::HttpRequestDenied));
         }
         let registry = &self.core.registry;
+        let cluster = self.core.cluster.as_ref();
         let decision = route(
             &uri,
             registry.local_addr(),
+            |host, port| Some(cluster?.view().peer_at(host, port)?.id.clone()),
             |host, port| registry.external_endpoint(host, port),
             &self.guard.grants.allow_outbound,
         );
@@ -231,7 +254,7 @@ impl WasiHttpHooks for Outgoing {
                 denied(&self.core, &self.caller, &self.guard, &why);
                 return ready(Err(HttpError::HttpRequestDenied));
             }
-            Route::Local => {
+            local @ (Route::Local | Route::Peer(_)) => {
                 if self.caller.depth >= MAX_CALL_DEPTH {
                     let why = format!("{uri}: call depth {MAX_CALL_DEPTH} exceeded (a loop?)");
                     denied(&self.core, &self.caller, &self.guard, &why);
@@ -239,8 +262,12 @@ impl WasiHttpHooks for Outgoing {
                 }
                 let dispatch = self.dispatch.clone();
                 let caller = self.caller.clone();
+                let via = match local {
+                    Route::Peer(id) => Some(id),
+                    _ => None,
+                };
                 return Box::new(async move {
-                    let response = dispatch.dispatch(request, caller).await;
+                    let response = dispatch.dispatch(request, caller, via).await;
                     Ok((
                         response,
                         Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
@@ -310,6 +337,7 @@ mod tests {
         route(
             &uri.parse().unwrap(),
             registry.local_addr(),
+            |h, p| (h == "10.9.9.9" && p == 8080).then(|| "h2".to_string()),
             |h, p| registry.external_endpoint(h, p),
             &granted,
         )
@@ -345,6 +373,19 @@ mod tests {
         ] {
             assert_eq!(decide(uri, &r, &[]), Route::Local, "{uri}");
         }
+    }
+
+    #[test]
+    fn another_host_of_the_cluster_is_a_peer() {
+        let r = registry();
+        assert_eq!(
+            decide("http://10.9.9.9:8080/identity/verify", &r, &[]),
+            Route::Peer("h2".into())
+        );
+        assert!(matches!(
+            decide("http://10.9.9.9:8081/", &r, &[]),
+            Route::Denied(_)
+        ));
     }
 
     #[test]

@@ -131,16 +131,13 @@ impl wit_registry::Host for CoreCtx {
     }
 
     fn discover_service(&mut self, name: String) -> Option<wit_registry::Endpoint> {
-        self.core
-            .registry
-            .get(&name)
-            .map(|e| wit_registry::Endpoint {
-                name: e.name,
-                url: e.url,
-                host: e.host,
-                port: e.port,
-                version: e.version,
-            })
+        self.core.discover(&name).map(|e| wit_registry::Endpoint {
+            name: e.name,
+            url: e.url,
+            host: e.host,
+            port: e.port,
+            version: e.version,
+        })
     }
 }
 

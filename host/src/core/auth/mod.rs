@@ -38,12 +38,15 @@ use admin::AdminCredential;
 use keys::ApiKeys;
 pub use keys::{CreatedKey, KeyInfo};
 use tokens::Tokens;
-pub use tokens::{Claims, IssuedToken, Jwk, Jwks};
+pub use tokens::{Claims, HostCall, IssuedToken, Jwk, Jwks};
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// The `key_id` of tokens issued by [`Auth::workload_token`].
 pub const WORKLOAD_KEY_ID: &str = "workload";
+
+/// The `key_id` of host call credentials ([`Auth::host_call_credential`]).
+pub const HOST_CALL_KEY_ID: &str = "host-call";
 
 /// Failed API key attempts a presenter may make in a row, then one more per
 /// second; at most this many presenters are tracked (each entry is ~64 bytes).
@@ -481,6 +484,26 @@ impl Auth {
         })
     }
 
+    /// The credential with which this host forwards a call from `service`
+    /// (at call depth `depth`) to host `to_host`: a short-lived JWT signed
+    /// with this host's key, audience `to_host`. Cached; components never
+    /// see it.
+    pub fn host_call_credential(&self, service: &str, to_host: &str, depth: u32) -> String {
+        self.tokens.host_call(service, to_host, depth)
+    }
+
+    /// Checks a host call credential presented to `this_host` (this host's
+    /// id) against the keys of every host of the cluster: who is calling,
+    /// at which depth. Tokens of any other kind, and credentials meant for
+    /// another host, are refused.
+    pub fn verify_host_call(
+        &self,
+        credential: &str,
+        this_host: &str,
+    ) -> Result<HostCall, AuthError> {
+        self.tokens.verify_host_call(credential, this_host)
+    }
+
     /// The public signing keys as a JSON Web Key Set.
     pub fn jwks(&self) -> Jwks {
         self.tokens.jwks()
@@ -541,7 +564,7 @@ mod tests {
     }
 
     /// The message of an `InvalidToken` error, panicking on anything else.
-    fn rejection(result: Result<Claims, AuthError>) -> String {
+    fn rejection<T: std::fmt::Debug>(result: Result<T, AuthError>) -> String {
         match result {
             Err(AuthError::InvalidToken(msg)) => msg,
             other => panic!("expected InvalidToken, got {other:?}"),
@@ -916,6 +939,73 @@ mod tests {
             jsonwebtoken::decode::<tokens::TokenClaims>(&token, &decoding, &auth.tokens.validation)
                 .is_ok()
         );
+    }
+
+    #[tokio::test]
+    async fn host_call_credentials_hold_only_for_the_host_they_name() -> anyhow::Result<()> {
+        let (dir_1, dir_2) = (TempDir::new("h1"), TempDir::new("h2"));
+        let (h1, h2) = (open(&dir_1), open(&dir_2));
+        // h2 trusts h1's key, as a cluster host trusts every published key.
+        h2.tokens.trust(h1.jwks().keys);
+        let credential = h1.host_call_credential("report-service", "h2", 3);
+        let call = h2.verify_host_call(&credential, "h2")?;
+        assert_eq!((call.service.as_str(), call.depth), ("report-service", 3));
+        assert_eq!(h2.verify_host_call(&credential, "h2")?, call, "cached");
+        // Cached per caller, target and depth.
+        assert_eq!(
+            h1.host_call_credential("report-service", "h2", 3),
+            credential
+        );
+        assert_ne!(
+            h1.host_call_credential("report-service", "h3", 3),
+            credential
+        );
+        assert_ne!(
+            h1.host_call_credential("report-service", "h2", 4),
+            credential
+        );
+
+        // Meant for another host: refused there, cached or not.
+        assert_eq!(
+            rejection(h2.verify_host_call(&credential, "h3")),
+            "wrong audience"
+        );
+        assert_eq!(
+            rejection(h1.verify_host_call(&credential, "h1")),
+            "wrong audience"
+        );
+        // Neither kind stands in for the other, whatever the host is called.
+        let hms = h1.host_call_credential("report-service", "hms", 0);
+        assert_eq!(
+            rejection(h1.verify(&hms)),
+            "a host call credential is not a token"
+        );
+        // An ordinary token has no call depth (nor the host-call marker).
+        let token = h1.workload_token("report-service").token;
+        assert_eq!(
+            rejection(h1.verify_host_call(&token, "hms")),
+            "malformed token"
+        );
+        // A key no host published.
+        let stranger = TempDir::new("stranger");
+        let forged = open(&stranger).host_call_credential("report-service", "h2", 0);
+        assert_eq!(
+            rejection(h2.verify_host_call(&forged, "h2")),
+            "unknown signing key"
+        );
+        assert_eq!(
+            rejection(h2.verify_host_call("junk", "h2")),
+            "malformed token"
+        );
+
+        // Expiry is checked on cache hits too.
+        let mut h2 = h2;
+        h2.tokens.clock = || crate::base::clock::unix_secs() + 61;
+        assert!(matches!(
+            h2.verify_host_call(&credential, "h2"),
+            Err(AuthError::Expired)
+        ));
+        Ok(())
     }
 
     #[tokio::test]

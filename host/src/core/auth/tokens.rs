@@ -4,6 +4,14 @@
 //!
 //! Signing keys live in `keys.db` (several may exist for rotation: the
 //! newest one not retired signs, all of them verify and are published).
+//!
+//! **Host call credentials** are the same kind of JWT with another purpose:
+//! a cluster host forwarding a component's call to another host signs one
+//! whose subject is the calling service and whose audience is the target
+//! host's id (`key_id` [`HOST_CALL_KEY_ID`], the call depth in `depth`).
+//! Only [`Tokens::verify_host_call`] accepts them, and only for the host
+//! named in the audience; [`Tokens::verify`] refuses them, and a host call
+//! refuses every other token, so neither can stand in for the other.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -19,7 +27,7 @@ use rusqlite::{Transaction, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{AuthConfig, AuthError, WORKLOAD_KEY_ID, corrupt, random_bytes};
+use super::{AuthConfig, AuthError, HOST_CALL_KEY_ID, WORKLOAD_KEY_ID, corrupt, random_bytes};
 use crate::base::sync::{read, write};
 
 const AUDIENCE: &str = "hms";
@@ -28,6 +36,9 @@ const AUDIENCE: &str = "hms";
 const NBF_LEEWAY_SECS: u64 = 5;
 /// Upper bound on remembered verified tokens (each entry is ~150 bytes).
 const VERIFIED_CACHE_MAX: usize = 10_000;
+/// Lifetime of a host call credential: short, as it crosses the network on
+/// every forwarded call; re-issued when a third of it is left.
+const HOST_CALL_TTL_SECS: u64 = 60;
 
 /// The table this module keeps in `keys.db`.
 pub(super) const SCHEMA: &str = "
@@ -98,6 +109,35 @@ pub(super) struct TokenClaims {
     key_id: String,
 }
 
+/// A host call credential's payload as it travels.
+#[derive(Serialize, Deserialize)]
+struct HostCallClaims {
+    iss: String,
+    /// The calling service.
+    sub: String,
+    /// The id of the host the call is for.
+    aud: String,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    jti: String,
+    /// Always [`HOST_CALL_KEY_ID`].
+    key_id: String,
+    /// Hops from the client's request to the calling service.
+    depth: u32,
+}
+
+/// What a verified host call credential says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostCall {
+    /// The calling service, as the calling host stamped it.
+    pub service: String,
+    /// The calling service's call depth (0: it serves a client's request).
+    pub depth: u32,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
 struct CachedWorkload {
     token: IssuedToken,
     /// Re-issue from this time on, when a third of the lifetime is left.
@@ -124,6 +164,10 @@ pub(super) struct Tokens {
     workload: RwLock<HashMap<String, CachedWorkload>>,
     /// SHA-256 of a verified token → its claims, until it expires.
     verified: RwLock<HashMap<[u8; 32], Claims>>,
+    /// Host call credentials issued, per (calling service, target host, depth).
+    host_calls: RwLock<HashMap<(String, String, u32), CachedWorkload>>,
+    /// SHA-256 of a verified host call credential → what it says.
+    verified_host_calls: RwLock<HashMap<[u8; 32], HostCall>>,
 }
 
 impl Tokens {
@@ -188,6 +232,8 @@ impl Tokens {
             own,
             workload: RwLock::new(HashMap::new()),
             verified: RwLock::new(HashMap::new()),
+            host_calls: RwLock::new(HashMap::new()),
+            verified_host_calls: RwLock::new(HashMap::new()),
         };
         tokens.trust(Vec::new());
         // Prove once that the stored key signs, so issuing can be infallible.
@@ -249,21 +295,98 @@ impl Tokens {
 
         let claims = self.verify_uncached(token, now)?;
         key_ok(&claims.key_id, &claims.subject)?;
-        let mut cache = write(&self.verified);
-        if cache.len() >= VERIFIED_CACHE_MAX {
-            cache.retain(|_, c| now < c.expires_at);
-            if cache.len() >= VERIFIED_CACHE_MAX {
-                // Still full of live tokens: drop an arbitrary half (HashMap
-                // order is randomised) rather than track recency on hits.
-                let mut n = 0usize;
-                cache.retain(|_, _| {
-                    n += 1;
-                    n.is_multiple_of(2)
-                });
-            }
-        }
-        cache.insert(digest, claims.clone());
+        remember(&mut write(&self.verified), digest, claims.clone(), |c| {
+            now < c.expires_at
+        });
         Ok(claims)
+    }
+
+    /// A host call credential for a call from `service` (at call depth
+    /// `depth`) to host `to_host`, cached per all three and re-issued once
+    /// a third of its lifetime is left.
+    pub(super) fn host_call(&self, service: &str, to_host: &str, depth: u32) -> String {
+        let now = (self.clock)();
+        let key = (service.to_owned(), to_host.to_owned(), depth);
+        if let Some(cached) = read(&self.host_calls).get(&key)
+            && now < cached.refresh_at
+        {
+            return cached.token.token.clone();
+        }
+        let claims = HostCallClaims {
+            iss: self.config.issuer.clone(),
+            sub: service.to_owned(),
+            aud: to_host.to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now + HOST_CALL_TTL_SECS,
+            jti: URL_SAFE_NO_PAD.encode(random_bytes(16)),
+            key_id: HOST_CALL_KEY_ID.to_owned(),
+            depth,
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.signing_kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.signing_key)
+            .expect("the signing key was proven usable in Tokens::new");
+        let mut issued = write(&self.host_calls);
+        if issued.len() >= VERIFIED_CACHE_MAX {
+            issued.clear(); // services x hosts x depths: only a flood gets here
+        }
+        let cached = CachedWorkload {
+            token: IssuedToken {
+                token: token.clone(),
+                expires_at: claims.exp,
+            },
+            refresh_at: now + HOST_CALL_TTL_SECS - HOST_CALL_TTL_SECS / 3,
+        };
+        issued.insert(key, cached);
+        token
+    }
+
+    /// Checks a host call credential meant for host `this_host`: EdDSA, a
+    /// key some host of the cluster published, this issuer, `this_host` as
+    /// audience, the host-call marker, its lifetime. Cached like tokens.
+    pub(super) fn verify_host_call(
+        &self,
+        token: &str,
+        this_host: &str,
+    ) -> Result<HostCall, AuthError> {
+        let now = (self.clock)();
+        // Keyed by the audience too: a hit is for the host that checked it.
+        let mut hasher = Sha256::new();
+        hasher.update(this_host.as_bytes());
+        hasher.update([0]);
+        hasher.update(token.as_bytes());
+        let digest: [u8; 32] = hasher.finalize().into();
+        let cached = read(&self.verified_host_calls).get(&digest).cloned();
+        if let Some(call) = cached {
+            if now >= call.expires_at {
+                write(&self.verified_host_calls).remove(&digest);
+                return Err(AuthError::Expired);
+            }
+            return Ok(call);
+        }
+        let key = self.key_of(token)?;
+        let mut validation = self.validation.clone();
+        validation.set_audience(&[this_host]);
+        let c = jsonwebtoken::decode::<HostCallClaims>(token, &key, &validation)
+            .map_err(decode_error)?
+            .claims;
+        if c.key_id != HOST_CALL_KEY_ID {
+            return Err(AuthError::InvalidToken("not a host call credential".into()));
+        }
+        check_times(c.nbf, c.exp, now)?;
+        let call = HostCall {
+            service: c.sub,
+            depth: c.depth,
+            expires_at: c.exp,
+        };
+        remember(
+            &mut write(&self.verified_host_calls),
+            digest,
+            call.clone(),
+            |c| now < c.expires_at,
+        );
+        Ok(call)
     }
 
     /// Frees the cache entries of tokens from API key `key_id` (revocation
@@ -340,40 +463,34 @@ impl Tokens {
         })
     }
 
-    fn verify_uncached(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
+    /// The verifying key a token's header names. The key is selected by
+    /// `kid` here and EdDSA only is accepted, so no token can pick an
+    /// algorithm or key we did not intend.
+    fn key_of(&self, token: &str) -> Result<DecodingKey, AuthError> {
         let invalid = |msg: &str| AuthError::InvalidToken(msg.to_owned());
-        // Select the key by `kid` ourselves and accept EdDSA only, so no
-        // token can pick an algorithm or key we did not intend.
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token"))?;
         if header.alg != Algorithm::EdDSA {
             return Err(invalid("algorithm not accepted"));
         }
         let kid = header.kid.ok_or_else(|| invalid("missing kid"))?;
-        let key = read(&self.verifying_keys)
+        read(&self.verifying_keys)
             .get(&kid)
             .cloned()
-            .ok_or_else(|| invalid("unknown signing key"))?;
-        let data = jsonwebtoken::decode::<TokenClaims>(token, &key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidSignature => invalid("bad signature"),
-                ErrorKind::InvalidIssuer => invalid("wrong issuer"),
-                ErrorKind::InvalidAudience => invalid("wrong audience"),
-                ErrorKind::MissingRequiredClaim(claim) => {
-                    AuthError::InvalidToken(format!("missing claim {claim}"))
-                }
-                // Not `e.to_string()`: a JSON error quotes the token's own
-                // content, which must not end up in errors or logs.
-                _ => invalid("malformed token"),
-            },
-        )?;
+            .ok_or_else(|| invalid("unknown signing key"))
+    }
+
+    fn verify_uncached(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
+        let key = self.key_of(token)?;
+        let data = jsonwebtoken::decode::<TokenClaims>(token, &key, &self.validation)
+            .map_err(decode_error)?;
         let c = data.claims;
-        if c.nbf > now + NBF_LEEWAY_SECS {
-            return Err(invalid("not yet valid"));
+        if c.key_id == HOST_CALL_KEY_ID {
+            // Only possible for a host whose id is the token audience.
+            return Err(AuthError::InvalidToken(
+                "a host call credential is not a token".into(),
+            ));
         }
-        if now >= c.exp {
-            return Err(AuthError::Expired);
-        }
+        check_times(c.nbf, c.exp, now)?;
         Ok(Claims {
             subject: c.sub,
             key_id: c.key_id,
@@ -381,6 +498,56 @@ impl Tokens {
             expires_at: c.exp,
         })
     }
+}
+
+/// Why `jsonwebtoken` refused a token, in words that never quote it.
+fn decode_error(e: jsonwebtoken::errors::Error) -> AuthError {
+    let invalid = |msg: &str| AuthError::InvalidToken(msg.to_owned());
+    match e.kind() {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::InvalidSignature => invalid("bad signature"),
+        ErrorKind::InvalidIssuer => invalid("wrong issuer"),
+        ErrorKind::InvalidAudience => invalid("wrong audience"),
+        ErrorKind::MissingRequiredClaim(claim) => {
+            AuthError::InvalidToken(format!("missing claim {claim}"))
+        }
+        // Not `e.to_string()`: a JSON error quotes the token's own
+        // content, which must not end up in errors or logs.
+        _ => invalid("malformed token"),
+    }
+}
+
+/// `nbf` (with [`NBF_LEEWAY_SECS`]) and `exp` (strict) against `now`.
+fn check_times(nbf: u64, exp: u64, now: u64) -> Result<(), AuthError> {
+    if nbf > now + NBF_LEEWAY_SECS {
+        return Err(AuthError::InvalidToken("not yet valid".into()));
+    }
+    if now >= exp {
+        return Err(AuthError::Expired);
+    }
+    Ok(())
+}
+
+/// Caches a verification, bounded: when full, expired entries go first,
+/// then an arbitrary half (HashMap order is randomised) rather than track
+/// recency on hits.
+fn remember<V>(
+    cache: &mut HashMap<[u8; 32], V>,
+    digest: [u8; 32],
+    v: V,
+    live: impl Fn(&V) -> bool,
+) {
+    if cache.len() >= VERIFIED_CACHE_MAX {
+        cache.retain(|_, c| live(c));
+        if cache.len() >= VERIFIED_CACHE_MAX {
+            let mut n = 0usize;
+            cache.retain(|_, _| {
+                n += 1;
+                n.is_multiple_of(2)
+            });
+        }
+    }
+    cache.insert(digest, v);
 }
 
 /// The JWK of an Ed25519 public key.
