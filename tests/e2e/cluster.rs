@@ -932,3 +932,64 @@ fn the_audit_log_is_the_clusters_and_one_trace_served_by_two_hosts_reads_togethe
     .unwrap();
     assert_eq!(r.status, 400, "{:?}", r.body);
 }
+
+#[test]
+fn an_external_service_registered_through_one_host_is_discovered_on_every_host() {
+    let url = fresh_database("externals");
+    let start = |id: &str| {
+        Host::start_with(
+            &[component("hello")],
+            &temp_dir(id),
+            &cluster_flags(&url, id),
+        )
+    };
+    let (h1, h2) = (start("h1"), start("h2"));
+    let register = |host: &Host, name: &str, ttl: Option<u64>| {
+        let body = serde_json::json!({
+            "name": name, "host": "10.20.30.40", "port": 9000, "version": "7", "ttl_seconds": ttl
+        });
+        block_on(host.admin().send(
+            http::Method::POST,
+            hms_host::api::paths::SERVICES,
+            Some(&body),
+            &[],
+        ))
+        .unwrap()
+    };
+    let listed_on = |host: &Host| -> Vec<String> {
+        block_on(host.client().services())
+            .unwrap()
+            .services
+            .into_iter()
+            .filter(|e| e.kind == hms_host::core::registry::Kind::External)
+            .map(|e| e.name)
+            .collect()
+    };
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(register(&h1, "ledger", None).status, 201);
+    assert_eq!(register(&h1, "brief", Some(1)).status, 201);
+    until("h2 sees what h1 registered", &|| {
+        listed_on(&h2) == ["brief", "ledger"]
+    });
+    // A TTL lapses cluster-wide, as standalone.
+    until("the 1 s registration lapses on h2", &|| {
+        listed_on(&h2) == ["ledger"]
+    });
+    assert_eq!(listed_on(&h1), ["ledger"]);
+    // Removed through h2: gone on h1 too.
+    let r = block_on(h2.admin().send(
+        http::Method::DELETE,
+        &format!("{}/ledger", hms_host::api::paths::SERVICES),
+        None,
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    until("h1 forgets it", &|| listed_on(&h1).is_empty());
+}

@@ -178,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
     let data_dir = std::path::Path::new(data_dir);
     let core = Arc::new(Core {
         auth: Auth::open(data_dir, AuthConfig::default())?,
-        audit: AuditLog::open(&data_dir.join(format!("audit-{mode}.db")))?,
+        audit: AuditLog::open(&data_dir.join(format!("audit-{mode}.db")), "native")?,
         registry: Registry::new(addr),
         client: Client::builder(TokioExecutor::new()).build_http(),
     });

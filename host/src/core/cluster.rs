@@ -91,6 +91,8 @@ pub struct View {
     pub peers: Vec<Peer>,
     /// Service → the hosts it may run on; a service not listed runs on every host.
     pub placement: BTreeMap<String, Vec<String>>,
+    /// External services registered through any host, not lapsed.
+    pub externals: Vec<crate::core::registry::Entry>,
 }
 
 impl View {
@@ -491,7 +493,65 @@ impl Cluster {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        Ok(View { peers, placement })
+        let externals = client
+            .query(
+                "SELECT entry FROM external_services
+                 WHERE expires_at IS NULL OR expires_at > EXTRACT(EPOCH FROM now())",
+                &[],
+            )
+            .await
+            .map_err(failed)?
+            .iter()
+            .filter_map(|r| serde_json::from_value(r.get(0)).ok())
+            .collect();
+        Ok(View {
+            peers,
+            placement,
+            externals,
+        })
+    }
+
+    /// Shares an external service registered through this host with every
+    /// host (they read it at their next heartbeat).
+    pub async fn share_external(
+        &self,
+        entry: &crate::core::registry::Entry,
+    ) -> Result<(), PgError> {
+        let json = serde_json::to_value(entry).expect("an entry serializes");
+        let expires_at = entry.expires_at.map(|t| t as i64);
+        bounded(
+            async {
+                self.client()
+                    .await?
+                    .execute(
+                        "INSERT INTO external_services (name, entry, expires_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (name) DO UPDATE SET entry = EXCLUDED.entry,
+                             expires_at = EXCLUDED.expires_at",
+                        &[&entry.name, &json, &expires_at],
+                    )
+                    .await
+                    .map_err(|e| self.target.failed(e))
+            },
+            || self.timed_out(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes an external service from the cluster.
+    pub async fn withdraw_external(&self, name: &str) -> Result<(), PgError> {
+        bounded(
+            async {
+                self.client()
+                    .await?
+                    .execute("DELETE FROM external_services WHERE name = $1", &[&name])
+                    .await
+                    .map_err(|e| self.target.failed(e))
+            },
+            || self.timed_out(),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Service → the hosts it may run on (services not listed: every host).
@@ -676,6 +736,7 @@ mod tests {
                 peer("h5", 8085, true, &["report"]),
             ],
             placement: [("identity".to_string(), vec!["h2".into(), "h3".into()])].into(),
+            externals: Vec::new(),
         }
     }
 

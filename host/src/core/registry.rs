@@ -68,11 +68,23 @@ pub struct Entry {
     pub registered_by: Option<String>,
 }
 
+/// How long a cluster host serves an external registration made through it
+/// from its own copy, waiting for the cluster to have it (the database
+/// answers or fails within 3 s).
+pub const SHARE_GRACE: Duration = Duration::from_secs(5);
+
 /// The registry. Cheap to share behind an `Arc`.
 pub struct Registry {
     /// Where this host serves; the endpoint of every deployed component.
     local: SocketAddr,
+    /// Registered on this host: its components, and external services
+    /// registered through it.
     entries: ArcSwap<BTreeMap<String, Entry>>,
+    /// In a cluster: the external services registered through any host
+    /// (as last read, every heartbeat).
+    shared: ArcSwap<BTreeMap<String, Entry>>,
+    /// What readers see: `entries` over `shared`.
+    visible: ArcSwap<BTreeMap<String, Entry>>,
     /// Components deployed here but placed on other hosts.
     withheld: ArcSwap<std::collections::BTreeSet<String>>,
     writer: Mutex<()>,
@@ -89,6 +101,8 @@ impl Registry {
         Registry {
             local,
             entries: ArcSwap::from_pointee(BTreeMap::new()),
+            shared: ArcSwap::from_pointee(BTreeMap::new()),
+            visible: ArcSwap::from_pointee(BTreeMap::new()),
             withheld: ArcSwap::from_pointee(Default::default()),
             writer: Mutex::new(()),
         }
@@ -176,6 +190,11 @@ impl Registry {
         if self.live(name).is_none() {
             return Err(RegistryError::NotFound(name.to_string()));
         }
+        let _ = self.shared.rcu(|shared| {
+            let mut shared = BTreeMap::clone(shared);
+            shared.remove(name);
+            shared
+        });
         self.update(|map| {
             map.remove(name);
         });
@@ -185,7 +204,7 @@ impl Registry {
     /// The registration of `name` unless lapsed, withheld or not.
     fn live(&self, name: &str) -> Option<Entry> {
         let now = unix_secs();
-        self.entries
+        self.visible
             .load()
             .get(name)
             .filter(|e| e.expires_at.is_none_or(|t| t > now))
@@ -202,7 +221,7 @@ impl Registry {
     pub fn list(&self) -> Vec<Entry> {
         let now = unix_secs();
         let withheld = self.withheld.load();
-        self.entries
+        self.visible
             .load()
             .values()
             .filter(|e| e.expires_at.is_none_or(|t| t > now) && !withheld.contains(&e.name))
@@ -221,7 +240,7 @@ impl Registry {
     pub fn external_endpoint(&self, host: &str, port: u16) -> Option<Entry> {
         let now = unix_secs();
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let entries = self.entries.load();
+        let entries = self.visible.load();
         let mut found: Vec<&Entry> = entries
             .values()
             .filter(|e| {
@@ -242,6 +261,53 @@ impl Registry {
         let mut map = BTreeMap::clone(&self.entries.load());
         f(&mut map);
         self.entries.store(Arc::new(map));
+        self.publish();
+    }
+
+    /// In a cluster: the external services registered anywhere (read each
+    /// heartbeat), which are then the truth. An external registration made
+    /// through this host is served from this host's own copy only until the
+    /// cluster has it: once shared, or [`SHARE_GRACE`] after it was made
+    /// without reaching the cluster (it was removed through another host,
+    /// or the database was unreachable), the cluster's answer stands.
+    pub fn set_shared(&self, externals: impl IntoIterator<Item = Entry>) {
+        let _writer = crate::base::sync::lock(&self.writer);
+        let shared: BTreeMap<String, Entry> = externals
+            .into_iter()
+            .filter(|e| e.kind == Kind::External)
+            .map(|e| (e.name.clone(), e))
+            .collect();
+        let now = unix_secs();
+        let entries = self.entries.load_full();
+        let settled = |e: &Entry| {
+            e.kind == Kind::External
+                && (shared.contains_key(&e.name) || e.registered_at + SHARE_GRACE.as_secs() < now)
+        };
+        let any_settled = entries.values().any(settled);
+        if any_settled {
+            let kept = entries
+                .iter()
+                .filter(|(_, e)| !settled(e))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            self.entries.store(Arc::new(kept));
+        }
+        if any_settled || **self.shared.load() != shared {
+            self.shared.store(Arc::new(shared));
+            self.publish();
+        }
+    }
+
+    /// Recomputes what readers see (the writer mutex held).
+    fn publish(&self) {
+        let mut visible = BTreeMap::clone(&self.shared.load());
+        visible.extend(
+            self.entries
+                .load()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        self.visible.store(Arc::new(visible));
     }
 }
 
@@ -251,6 +317,60 @@ mod tests {
 
     fn registry() -> Registry {
         Registry::new("0.0.0.0:8080".parse().unwrap())
+    }
+
+    #[test]
+    fn external_services_of_the_cluster_are_seen_and_this_hosts_own_win() {
+        let r = registry();
+        let elsewhere = Registry::new("10.0.0.2:8080".parse().unwrap());
+        let shared = elsewhere
+            .register_external("stats", "10.9.9.9", 80, "2", None, None)
+            .unwrap();
+        let lapsed = elsewhere
+            .register_external(
+                "old",
+                "10.9.9.8",
+                80,
+                "1",
+                Some(Duration::from_secs(1)),
+                None,
+            )
+            .unwrap();
+        let lapsed = Entry {
+            expires_at: Some(1),
+            ..lapsed
+        };
+        r.set_shared([shared.clone(), lapsed]);
+        assert_eq!(r.get("stats"), Some(shared.clone()));
+        assert_eq!(r.get("old"), None, "lapsed by its TTL");
+        assert_eq!(r.external_endpoint("10.9.9.9", 80), Some(shared));
+        assert_eq!(r.list().len(), 1);
+        // A component cannot take a name the cluster has.
+        assert_eq!(
+            r.register_external("stats", "1.2.3.4", 80, "x", None, Some("svc")),
+            Err(RegistryError::NameTaken("stats".into()))
+        );
+        r.register_external("stats", "10.1.1.1", 81, "3", None, None)
+            .unwrap();
+        assert_eq!(
+            r.get("stats").unwrap().port,
+            81,
+            "this host's own, until shared"
+        );
+        // The cluster has it now: its copy stands.
+        let ours = r.get("stats").unwrap();
+        r.set_shared([ours.clone()]);
+        assert_eq!(r.get("stats"), Some(ours));
+        // Removed through another host: gone here at the next read.
+        r.set_shared([]);
+        assert_eq!(r.get("stats"), None);
+        // Made here, not yet in the cluster: kept through the grace.
+        r.register_external("fresh", "10.1.1.2", 80, "1", None, None)
+            .unwrap();
+        r.set_shared([]);
+        assert!(r.get("fresh").is_some());
+        r.unregister("fresh").unwrap();
+        assert!(r.list().is_empty());
     }
 
     #[test]

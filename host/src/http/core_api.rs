@@ -402,6 +402,12 @@ async fn register_service(
         .registry
         .register_external(&req.name, &req.host, req.port, version, ttl, None)
         .map_err(registry_error)?;
+    if let Some(cluster) = &app.runtime.core().cluster {
+        cluster
+            .share_external(&entry)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    }
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
@@ -425,6 +431,12 @@ async fn unregister_service(
         )));
     }
     registry.unregister(&name).map_err(registry_error)?;
+    if let Some(cluster) = &app.runtime.core().cluster {
+        cluster
+            .withdraw_external(&name)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    }
     Ok(Json(Unregistered { unregistered: name }))
 }
 

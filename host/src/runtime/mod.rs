@@ -225,6 +225,9 @@ impl Runtime {
         view: &crate::core::cluster::View,
     ) -> crate::core::cluster::Served {
         if let Some(cluster) = &self.core.cluster {
+            self.core
+                .registry
+                .set_shared(view.externals.iter().cloned());
             let me = cluster.host_id();
             let _guard = lock(&self.deploying);
             let current = self.deployed.load();

@@ -119,6 +119,16 @@ impl wit_registry::Host for CoreCtx {
         );
         match registered {
             Ok(e) => {
+                // Shared with the other hosts in the background: the host
+                // call cannot wait, and this host serves it already.
+                if let Some(cluster) = self.core.cluster.clone() {
+                    let entry = e.clone();
+                    tokio::spawn(async move {
+                        if let Err(err) = cluster.share_external(&entry).await {
+                            tracing::warn!("sharing external service {}: {err}", entry.name);
+                        }
+                    });
+                }
                 let msg = format!("registered external service {} at {}", e.name, e.url);
                 self.core
                     .log(&self.caller.service, &self.caller.trace, Level::Info, msg);
