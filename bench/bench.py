@@ -101,8 +101,9 @@ def free_port():
 
 
 def http(method, url, body=None, headers=None, timeout=5):
-    req = urllib.request.Request(url, data=body.encode() if body else None, method=method, headers=headers or {})
-    if body:
+    data = body if isinstance(body, bytes) else (body.encode() if body else None)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if body and not isinstance(body, bytes):
         req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -1051,8 +1052,9 @@ def bench_cluster(results, tmp, args):
             print(f"  cluster    cross-host ÷ in-process c={conns}: req/s {c['rps']:.2f}×, p50 {c['p50_ms']:.2f}×, "
                   f"p99 {c['p99_ms']:.2f}×, CPU per request {c['cpu_us'] or 0:.2f}×", flush=True)
         summary["cross_host_vs_in_process"] = cross
-        # kill -9 of a host to its leaving discovery (defaults: 2 s heartbeat, 10 s lease).
         admin = {"Authorization": "Bearer " + open(os.path.join(member.data_dir, "admin.token")).read().strip()}
+        summary.update(propagation(member, member2, admin, args.reps))
+        # kill -9 of a host to its leaving discovery (defaults: 2 s heartbeat, 10 s lease).
         gone = []
         for rep_ in range(args.reps):
             victim = start_hms([os.path.join(WASM, "hello.wasm")], tmp, f"cluster-victim-{rep_}",
@@ -1075,6 +1077,54 @@ def bench_cluster(results, tmp, args):
             server.stop()
         stop_pg()
     return summary
+
+
+def propagation(a, b, admin, reps):
+    """How long what one cluster host does takes to hold on another: a key
+    revoked through `a` until `b` refuses it at the token endpoint, and a
+    version uploaded through `a` until `b` serves it (fetched, digest
+    checked, compiled the first time, swapped)."""
+    def until(done, what, timeout=120):
+        start = time.monotonic()
+        while not done():
+            if time.monotonic() - start > timeout:
+                sys.exit(f"{what} did not happen within {timeout} s")
+            time.sleep(0.01)
+        return time.monotonic() - start
+
+    revocations = []
+    for _ in range(reps):
+        st, body = http("POST", a.url + "/_hms/keys", json.dumps({"service": "bench-client"}), headers=admin)
+        created = json.loads(body)
+        key = json.dumps({"api_key": created["api_key"]})
+        until(lambda: http("POST", b.url + "/_hms/auth/token", key)[0] == 200, "the new key reaching b")
+        http("DELETE", a.url + f"/_hms/keys/{created['id']}", headers=admin)
+        revocations.append(until(lambda: http("POST", b.url + "/_hms/auth/token", key)[0] == 401,
+                                 "the revocation reaching b"))
+
+    def serving(server, version):
+        _, body = http("GET", server.url + "/_hms/services")
+        return any(e["name"] == "identity-service" and e["version"] == version
+                   for e in json.loads(body)["services"])
+
+    deploys = []
+    # Two versions b has never compiled, then back to the first (cached by then).
+    for name, first in (("identity_confirmed.wasm", True), ("identity_quiet.wasm", True),
+                        ("identity_confirmed.wasm", False)):
+        wasm = open(os.path.join(WASM, name), "rb").read()
+        st, body = http("POST", a.url + "/_hms/services/identity-service/versions", wasm, headers=admin,
+                        timeout=120)
+        if st != 200:
+            sys.exit(f"deploying {name} through {a.name} failed: {st} {body!r}")
+        version = json.loads(body)["version"]
+        deploys.append({"component": name, "compiled_on_b": first,
+                        "seconds": until(lambda: serving(b, version), f"{name} reaching b")})
+    rev = ", ".join(f"{t * 1000:.0f}" for t in revocations)
+    dep = ", ".join(f"{d['component']} {'(compiled)' if d['compiled_on_b'] else '(cached)'} {d['seconds']:.2f} s"
+                    for d in deploys)
+    print(f"  cluster    revocation on one host to refused on another: {rev} ms", flush=True)
+    print(f"  cluster    upload on one host to served on another: {dep}", flush=True)
+    return {"revocation_to_refused_s": revocations, "deploy_to_served_s": deploys}
 
 
 # ---------------------------------------------------------------- report
