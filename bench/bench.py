@@ -1114,7 +1114,7 @@ def propagation(a, b, admin, reps):
         wasm = open(os.path.join(WASM, name), "rb").read()
         st, body = http("POST", a.url + "/_hms/services/identity-service/versions", wasm, headers=admin,
                         timeout=120)
-        if st != 200:
+        if st not in (200, 201):
             sys.exit(f"deploying {name} through {a.name} failed: {st} {body!r}")
         version = json.loads(body)["version"]
         deploys.append({"component": name, "compiled_on_b": first,

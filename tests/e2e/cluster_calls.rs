@@ -142,6 +142,7 @@ fn a_service_placed_on_another_host_is_called_there_in_one_trace_under_its_calle
             .collect();
         assert_eq!(all, ["h2 identity-service", "h1 report-service"]);
     }
+    crate::cluster::verify_chains(&h2);
 
     // A service identity does not allow is refused across hosts as it is
     // in-process: by the URL discovery would give (h2's) and by h1's own.
