@@ -33,9 +33,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// A pool on a new, migrated database on the tests' PostgreSQL server
+/// The URL of a new, empty database on the tests' PostgreSQL server
 /// (`HMS_TEST_PG`, which `scripts/test.sh` starts).
-pub async fn fresh_pool(tag: &str) -> deadpool_postgres::Pool {
+pub async fn fresh_database_url(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let server = std::env::var("HMS_TEST_PG").expect(
         "the PostgreSQL backend tests need HMS_TEST_PG: run scripts/test.sh, or \
@@ -46,9 +46,14 @@ pub async fn fresh_pool(tag: &str) -> deadpool_postgres::Pool {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
-    let url = crate::base::postgres::create_database(&server, &name)
+    crate::base::postgres::create_database(&server, &name)
         .await
-        .expect("create a database on HMS_TEST_PG");
+        .expect("create a database on HMS_TEST_PG")
+}
+
+/// A pool on a new, migrated database on the tests' PostgreSQL server.
+pub async fn fresh_pool(tag: &str) -> deadpool_postgres::Pool {
+    let url = fresh_database_url(tag).await;
     let target = crate::base::postgres::Target::parse(&url).unwrap();
     let pool = crate::base::postgres::connect(&target).await.unwrap();
     crate::base::postgres::migrate(&pool, &target)

@@ -563,6 +563,60 @@ mod tests {
         Auth::open(dir.path(), AuthConfig::default()).expect("open auth")
     }
 
+    // The key tests form a conformance suite run on both key stores: a
+    // data directory's keys.db, and a cluster database (with this host's
+    // signing key still in its data directory).
+    use crate::base::testdir::{Backend, on_every_backend};
+
+    enum Place {
+        Sqlite(TempDir),
+        Cluster(TempDir, Box<crate::core::cluster::Cluster>),
+    }
+
+    impl Place {
+        async fn new(kind: Backend) -> Place {
+            let dir = TempDir::new("auth");
+            match kind {
+                Backend::Sqlite => Place::Sqlite(dir),
+                Backend::Postgres => {
+                    let config = crate::core::cluster::ClusterConfig {
+                        url: crate::base::testdir::fresh_database_url("auth").await,
+                        host_id: None,
+                        advertise_url: None,
+                        heartbeat: std::time::Duration::from_secs(2),
+                        lease: std::time::Duration::from_secs(10),
+                    };
+                    let cluster = crate::core::cluster::Cluster::join(
+                        &config,
+                        "h1".into(),
+                        "http://127.0.0.1:1".into(),
+                    )
+                    .await
+                    .unwrap();
+                    Place::Cluster(dir, Box::new(cluster))
+                }
+            }
+        }
+
+        /// Auth on this place (again: a reopen).
+        async fn open(&self) -> Auth {
+            match self {
+                Place::Sqlite(dir) => open(dir),
+                Place::Cluster(dir, cluster) => {
+                    Auth::open_cluster(dir.path(), AuthConfig::default(), cluster)
+                        .await
+                        .unwrap()
+                }
+            }
+        }
+    }
+
+    on_every_backend!(
+        create_authenticate_verify_round_trip,
+        wrong_or_malformed_keys_are_invalid,
+        revocation_blocks_keys_and_issued_tokens,
+    );
+
     /// The message of an `InvalidToken` error, panicking on anything else.
     fn rejection<T: std::fmt::Debug>(result: Result<T, AuthError>) -> String {
         match result {
@@ -575,37 +629,34 @@ mod tests {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
     }
 
-    #[tokio::test]
-    async fn create_authenticate_verify_round_trip() -> anyhow::Result<()> {
-        let dir = TempDir::new("roundtrip");
-        let auth = open(&dir);
-        let key = auth.create_key("orders").await?;
+    async fn create_authenticate_verify_round_trip(kind: Backend) {
+        let place = Place::new(kind).await;
+        let auth = place.open().await;
+        let key = auth.create_key("orders").await.unwrap();
         assert!(key.secret.starts_with(&format!("hms_{}_", key.id)));
         assert_eq!(key.id.len(), 12);
 
-        let issued = auth.authenticate(&key.secret)?;
-        let claims = auth.verify(&issued.token)?;
+        let issued = auth.authenticate(&key.secret).unwrap();
+        let claims = auth.verify(&issued.token).unwrap();
         assert_eq!(claims.subject, "orders");
         assert_eq!(claims.key_id, key.id);
         assert_eq!(claims.expires_at, issued.expires_at);
         assert_eq!(claims.expires_at - claims.issued_at, 15 * 60);
         // Second verification is served from the cache and agrees.
-        assert_eq!(auth.verify(&issued.token)?, claims);
+        assert_eq!(auth.verify(&issued.token).unwrap(), claims);
 
-        let listed = auth.list_keys().await?;
+        let listed = auth.list_keys().await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(
             (listed[0].id.as_str(), listed[0].revoked_at),
             (key.id.as_str(), None)
         );
-        Ok(())
     }
 
-    #[tokio::test]
-    async fn wrong_or_malformed_keys_are_invalid() -> anyhow::Result<()> {
-        let dir = TempDir::new("malformed");
-        let auth = open(&dir);
-        let key = auth.create_key("orders").await?;
+    async fn wrong_or_malformed_keys_are_invalid(kind: Backend) {
+        let place = Place::new(kind).await;
+        let auth = place.open().await;
+        let key = auth.create_key("orders").await.unwrap();
         let other_secret = URL_SAFE_NO_PAD.encode([7u8; 32]);
         let wrong_secret = format!("hms_{}_{other_secret}", key.id);
         let unknown_id = format!("hms_0123456789ab_{other_secret}");
@@ -637,20 +688,18 @@ mod tests {
             );
         }
         assert!(auth.create_key(&"a".repeat(64)).await.is_ok());
-        Ok(())
     }
 
-    #[tokio::test]
-    async fn revocation_blocks_keys_and_issued_tokens() -> anyhow::Result<()> {
-        let dir = TempDir::new("revoke");
-        let auth = open(&dir);
-        let key = auth.create_key("orders").await?;
-        let keep = auth.create_key("orders").await?;
-        let cached = auth.authenticate(&key.secret)?.token;
-        let uncached = auth.authenticate(&key.secret)?.token;
-        auth.verify(&cached)?;
+    async fn revocation_blocks_keys_and_issued_tokens(kind: Backend) {
+        let place = Place::new(kind).await;
+        let auth = place.open().await;
+        let key = auth.create_key("orders").await.unwrap();
+        let keep = auth.create_key("orders").await.unwrap();
+        let cached = auth.authenticate(&key.secret).unwrap().token;
+        let uncached = auth.authenticate(&key.secret).unwrap().token;
+        auth.verify(&cached).unwrap();
 
-        auth.revoke_key(&key.id).await?;
+        auth.revoke_key(&key.id).await.unwrap();
         assert!(matches!(
             auth.authenticate(&key.secret),
             Err(AuthError::Revoked)
@@ -658,24 +707,23 @@ mod tests {
         assert!(matches!(auth.verify(&cached), Err(AuthError::Revoked)));
         assert!(matches!(auth.verify(&uncached), Err(AuthError::Revoked)));
         assert!(auth.authenticate(&keep.secret).is_ok());
-        auth.revoke_key(&key.id).await?; // idempotent
+        auth.revoke_key(&key.id).await.unwrap(); // idempotent
         assert!(matches!(
             auth.revoke_key("nope").await,
             Err(AuthError::UnknownKeyId(_))
         ));
 
-        let listed = auth.list_keys().await?;
+        let listed = auth.list_keys().await.unwrap();
         let revoked = listed.iter().find(|k| k.id == key.id).unwrap();
         assert!(revoked.revoked_at.is_some());
         // Revocation survives a reopen.
         drop(auth);
-        let auth = open(&dir);
+        let auth = place.open().await;
         assert!(matches!(
             auth.authenticate(&key.secret),
             Err(AuthError::Revoked)
         ));
         assert!(matches!(auth.verify(&uncached), Err(AuthError::Revoked)));
-        Ok(())
     }
 
     #[tokio::test]
