@@ -528,7 +528,27 @@ fn with_postgres_down_nobody_is_evicted_and_serving_resumes_when_it_is_back() {
         .unwrap();
     assert_eq!(status.status, 503, "{:?}", status.body);
     assert_eq!(status.body["code"], "unavailable");
-    // A host that could not audit what it serves serves nothing.
+    // A host that could not audit what it serves serves nothing, and says
+    // why in its health.
+    let health = block_on(
+        h2.client()
+            .send(http::Method::GET, "/_hms/health", None, &[]),
+    )
+    .unwrap();
+    assert_eq!(
+        (health.status.as_u16(), health.body["status"].as_str()),
+        (503, Some("degraded")),
+        "{:?}",
+        health.body
+    );
+    assert!(
+        health.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cluster database"),
+        "{:?}",
+        health.body
+    );
     let hello = block_on(h2.client().send(http::Method::GET, "/hello/", None, &[])).unwrap();
     assert_eq!(
         (hello.status.as_u16(), hello.body["code"].as_str()),
@@ -548,6 +568,12 @@ fn with_postgres_down_nobody_is_evicted_and_serving_resumes_when_it_is_back() {
         let r = probe(&h2, serde_json::json!({"op": "get", "key": "k"}));
         if ok && r.status == 200 {
             assert_eq!(r.body["value"], "1");
+            let health = block_on(
+                h2.client()
+                    .send(http::Method::GET, "/_hms/health", None, &[]),
+            )
+            .unwrap();
+            assert_eq!(health.body["status"], "ok", "{:?}", health.body);
             break;
         }
         assert!(Instant::now() < deadline, "the hosts did not come back");

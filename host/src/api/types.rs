@@ -15,8 +15,13 @@ pub use crate::core::registry::{Entry, Kind};
 /// `GET /_hms/health`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    /// `ok` once every component given at start is deployed, `loading` before.
+    /// `ok` once every component given at start is deployed, `loading`
+    /// before; `degraded` while the host serves nothing because it cannot
+    /// audit (or, in a cluster, has lost the database).
     pub status: String,
+    /// Why the host is `degraded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Names of the deployed services.
     pub services: Vec<String>,
 }

@@ -245,18 +245,22 @@ async fn openapi() -> impl axum::response::IntoResponse {
 }
 
 /// Whether the host serves: 200 once every component given at start is
-/// deployed, 503 `loading` before.
+/// deployed, 503 `loading` before, and 503 `degraded` (with the reason)
+/// while it refuses requests because it cannot audit them.
 #[utoipa::path(get, path = "/_hms/health", tag = "meta", responses(
-    (status = 200, body = Health), (status = 503, description = "still loading", body = Health)))]
+    (status = 200, body = Health),
+    (status = 503, description = "still loading, or degraded", body = Health)))]
 async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<Health>) {
     let services = app.runtime.service_names();
-    let (status, word) = if app.is_ready() {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "loading")
+    let reason = app.runtime.core().unavailable();
+    let (status, word) = match (app.is_ready(), &reason) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
+        (true, Some(_)) => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+        (true, None) => (StatusCode::OK, "ok"),
     };
     let health = Health {
         status: word.to_string(),
+        reason,
         services,
     };
     (status, Json(health))
