@@ -304,15 +304,11 @@ impl Runtime {
         services.remove(name);
         let mut withheld = current.withheld.clone();
         withheld.remove(name);
-        self.core.registry.set_withheld(withheld.clone());
-        self.deployed.store(Arc::new(Deployment {
+        self.swap_in(Deployment {
             services,
             routes,
             withheld,
-        }));
-        if let Some(cluster) = &self.core.cluster {
-            cluster.beat_soon(); // the other hosts learn what this one serves now
-        }
+        });
         let _ = self.core.registry.unregister(name);
         if let Err(e) = self.record.record_undeploy(name, Some(&service.source)) {
             tracing::error!("recording the undeploy of {name}: {e}");
@@ -372,15 +368,11 @@ impl Runtime {
         } else {
             withheld.insert(service.name.clone());
         }
-        self.core.registry.set_withheld(withheld.clone());
-        self.deployed.store(Arc::new(Deployment {
+        self.swap_in(Deployment {
             services,
             routes,
             withheld,
-        }));
-        if let Some(cluster) = &self.core.cluster {
-            cluster.beat_soon(); // the other hosts learn what this one serves now
-        }
+        });
 
         let route_list: Vec<String> = service.routes.iter().map(|r| r.to_string()).collect();
         self.core
@@ -398,6 +390,18 @@ impl Runtime {
         );
         self.core.log_host(msg);
         Ok(service)
+    }
+
+    /// Publishes the routing snapshot after a deploy or an undeploy (the
+    /// deploying lock held): the registry learns what is withheld, and the
+    /// other hosts of a cluster learn what this one serves without waiting
+    /// for the next heartbeat.
+    fn swap_in(&self, next: Deployment) {
+        self.core.registry.set_withheld(next.withheld.clone());
+        self.deployed.store(Arc::new(next));
+        if let Some(cluster) = &self.core.cluster {
+            cluster.beat_soon();
+        }
     }
 
     /// Records a refused deploy in the audit log.
