@@ -565,3 +565,67 @@ fn slow_or_silent_connections_are_closed_after_the_header_timeout() {
     let answer = host.post("/reports/identity-check", &json!({"id": "C12345"}));
     assert_eq!(answer.status, 200);
 }
+
+/// Sends a chunked request of `chunks` chunks of 32 KiB to echo-stream and
+/// reads the chunked response: its status, the bytes echoed, and whether
+/// the response ended cleanly (a last chunk) rather than being broken off.
+fn echo_chunked(host: &Host, chunks: usize) -> (u16, usize, bool) {
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = "POST /echo-stream/x HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+    s.write_all(head.as_bytes()).unwrap();
+    let chunk = format!("8000\r\n{}\r\n", "e".repeat(0x8000));
+    for _ in 0..chunks {
+        if s.write_all(chunk.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let status = line.split(' ').nth(1).unwrap().parse().unwrap();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        assert!(!line.is_empty(), "headers cut off");
+    }
+    let mut echoed = 0;
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return (status, echoed, false),
+            Ok(_) => {}
+        }
+        let size = usize::from_str_radix(line.trim(), 16).unwrap();
+        let mut data = vec![0; size + 2];
+        if reader.read_exact(&mut data).is_err() {
+            return (status, echoed, false);
+        }
+        if size == 0 {
+            return (status, echoed, true);
+        }
+        echoed += size;
+    }
+}
+
+#[test]
+fn a_streamed_response_whose_request_passes_its_limit_ends_in_an_error() {
+    let config = "[services.echo-stream-service]\nmax_request_body_kb = 64\n";
+    let host = start_with_config(&[component("echo_stream")], config);
+
+    // Within the limit (exactly 64 KiB): all of it back, cleanly ended.
+    assert_eq!(echo_chunked(&host, 2), (200, 64 << 10, true));
+
+    // Over it: the head had gone out, so the status stays 200, but the
+    // stream is broken off instead of ending like a whole answer.
+    let (status, echoed, clean) = echo_chunked(&host, 3);
+    assert_eq!(status, 200);
+    assert!(!clean, "a failed exchange must not end cleanly");
+    assert!(echoed <= 64 << 10, "{echoed} bytes echoed past the limit");
+    let s = stats(&host, "echo-stream-service");
+    assert_eq!(s["counters"]["body_too_large"], 1, "{s}");
+}

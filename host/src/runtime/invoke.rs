@@ -20,10 +20,6 @@ use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-/// Lines of captured stdout/stderr logged per request, so a chatty guest
-/// cannot flood the audit log.
-const MAX_OUTPUT_LINES: usize = 64;
-
 impl Runtime {
     /// Runs `req` in a fresh instance of `service` as `caller` and returns its
     /// response. The service's limits apply: a free instance slot (else 503),
@@ -143,7 +139,14 @@ impl Runtime {
             // The component read past the limit and answered regardless.
             return body_limit_error(&service.name, &limits);
         }
-        guard_response(response, &service.name, &limits, deadline, report)
+        guard_response(
+            response,
+            &service.name,
+            &limits,
+            deadline,
+            report,
+            body_too_large,
+        )
     }
 }
 
@@ -195,13 +198,15 @@ fn admit(
 
 /// The component's response as the client gets it: refused (502) if it
 /// declares a body over the limit, else its body cut off at the limit or
-/// the deadline, each violation reported.
+/// the deadline, each violation reported. A response still streaming when
+/// its request body passes the limit (`request_failed`) ends in an error.
 fn guard_response(
     response: http::Response<WasiBody>,
     service: &str,
     limits: &Limits,
     deadline: Instant,
     report: Report,
+    request_failed: Arc<AtomicBool>,
 ) -> http::Response<WasiBody> {
     if let Some(n) = content_length(response.headers()).filter(|n| *n > limits.max_response_body) {
         report.limit_hit(
@@ -233,6 +238,7 @@ fn guard_response(
                 }
             }),
         )
+        .abort_if(request_failed)
         .boxed_unsync()
     })
 }
@@ -429,16 +435,39 @@ impl Dispatch for Runtime {
     }
 }
 
+/// What a request's instance wrote to one of its output streams, as one
+/// event: a traceback or a panic message stays together, and a chatty guest
+/// costs one event per stream per request (its capture is bounded by
+/// [`crate::runtime::state::CAPTURE_LIMIT`]). Blank lines are dropped.
 fn log_output(report: &Report, output: &[u8], level: Level) {
-    if output.is_empty() {
-        return;
+    if let Some(text) = output_event(output) {
+        report.log(level, text);
     }
+}
+
+fn output_event(output: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(output);
-    for line in text
+    let lines: Vec<&str> = text
         .lines()
+        .map(str::trim_end)
         .filter(|l| !l.trim().is_empty())
-        .take(MAX_OUTPUT_LINES)
-    {
-        report.log(level, line.to_string());
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streams_output_is_one_event_without_blank_lines() {
+        let traceback = b"Traceback (most recent call last):\n  File \"app.py\", line 3\n\n    boom()\r\nValueError: x\n\n";
+        assert_eq!(
+            output_event(traceback).unwrap(),
+            "Traceback (most recent call last):\n  File \"app.py\", line 3\n    boom()\nValueError: x"
+        );
+        assert_eq!(output_event(b""), None);
+        assert_eq!(output_event(b"\n  \n"), None);
+        assert_eq!(output_event(b"one line").unwrap(), "one line");
     }
 }

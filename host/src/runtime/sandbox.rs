@@ -12,7 +12,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
@@ -167,6 +167,10 @@ pub struct GuardedBody {
     on_violation: Option<OnViolation>,
     request: bool,
     failed: bool,
+    /// Set when the exchange failed elsewhere (the request body passed its
+    /// limit while this response was streaming): the response then ends in
+    /// an error instead of looking complete.
+    abort_if: Option<Arc<AtomicBool>>,
 }
 
 impl GuardedBody {
@@ -201,7 +205,22 @@ impl GuardedBody {
             on_violation: Some(on_violation),
             request,
             failed: false,
+            abort_if: None,
         }
+    }
+
+    /// Ends this (response) body in an error, instead of normally, once
+    /// `flag` is set: by then the exchange has failed, and a client must not
+    /// take what it received for the whole answer.
+    pub fn abort_if(mut self, flag: Arc<AtomicBool>) -> GuardedBody {
+        self.abort_if = Some(flag);
+        self
+    }
+
+    fn aborted(&self) -> bool {
+        self.abort_if
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     fn fail(&mut self, violation: Violation) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
@@ -236,6 +255,12 @@ impl Body for GuardedBody {
             return this.fail(Violation::Deadline);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
+            // The other half of the exchange failed (and was reported there):
+            // no more bytes, and no clean end.
+            Poll::Ready(Some(Ok(_)) | None) if this.aborted() => {
+                this.failed = true;
+                Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(None))))
+            }
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
@@ -250,7 +275,8 @@ impl Body for GuardedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.failed || self.inner.is_end_stream()
+        // An aborted body must still be polled to deliver its error.
+        self.failed || (self.inner.is_end_stream() && self.abort_if.is_none())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -388,6 +414,35 @@ mod tests {
 
         let body = GuardedBody::request(chunks(2, 10), 25, Box::new(|_| panic!("within limit")));
         assert_eq!(body.collect().await.unwrap().to_bytes().len(), 20);
+    }
+
+    #[tokio::test]
+    async fn a_response_ends_in_an_error_once_its_exchange_failed() {
+        let far = Instant::now() + std::time::Duration::from_secs(60);
+        let response = |flag: &Arc<AtomicBool>| {
+            GuardedBody::response(
+                chunks(3, 10),
+                u64::MAX,
+                far,
+                Box::new(|_| panic!("no limit")),
+            )
+            .abort_if(flag.clone())
+        };
+        let fine = Arc::new(AtomicBool::new(false));
+        assert_eq!(
+            response(&fine).collect().await.unwrap().to_bytes().len(),
+            30
+        );
+
+        // Set while the body streams (here: before its last frames).
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut body = response(&failed);
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.data_ref().unwrap().len(), 10);
+        failed.store(true, Ordering::Relaxed);
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(matches!(err, HttpError::HttpRequestBodySize(None)));
+        assert!(body.frame().await.is_none());
     }
 
     #[tokio::test]
