@@ -196,6 +196,19 @@ impl std::str::FromStr for Destination {
 pub struct Grants {
     pub limits: Limits,
     pub allow_outbound: Vec<Destination>,
+    /// Where a plain component is served, from its section.
+    pub mount: Mount,
+}
+
+/// How a service's requests reach it, from its `[services.NAME]` section.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mount {
+    /// A plain component's routes (`None`: `/NAME/...`). A service component
+    /// declares its own in its manifest.
+    pub routes: Option<Vec<String>>,
+    /// Hand the component the path below the prefix route it matched:
+    /// `/NAME/echo` reaches it as `/echo`, `/NAME` as `/`.
+    pub strip_prefix: bool,
 }
 
 /// Limits and grants for every service: defaults, and sections by name.
@@ -226,6 +239,10 @@ pub struct Section {
     /// `host:port` destinations the service may call over plain HTTP.
     #[serde(default)]
     pub allow_outbound: Vec<String>,
+    /// Routes of a plain `wasi:http` component (only in `[services.NAME]`).
+    pub routes: Option<Vec<String>>,
+    /// Strip the matched prefix route from the path (only in `[services.NAME]`).
+    pub strip_prefix: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +313,10 @@ impl Section {
             d.parse::<Destination>()
                 .map_err(|e| format!("[{name}] allow_outbound: {e}"))?;
         }
+        // Each route's syntax is the router's to check (cli::run does).
+        if self.routes.as_ref().is_some_and(|r| r.is_empty()) {
+            return Err(format!("[{name}] routes: give at least one route"));
+        }
         Ok(())
     }
 
@@ -326,6 +347,11 @@ impl Sandbox {
     fn parse(&mut self, text: &str) -> Result<(), String> {
         let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
         file.defaults.check("defaults")?;
+        if file.defaults.routes.is_some() || file.defaults.strip_prefix.is_some() {
+            return Err(
+                "[defaults]: routes and strip_prefix belong in a [services.NAME] section".into(),
+            );
+        }
         for (name, section) in &file.services {
             crate::core::names::validate_service_name(name)
                 .map_err(|e| format!("[services.{name}]: {e}"))?;
@@ -341,14 +367,27 @@ impl Sandbox {
         let mut limits = self.defaults.clone();
         self.default_section.apply(&mut limits);
         let mut allow_outbound: Vec<Destination> = self.default_section.destinations().collect();
+        let mut mount = Mount::default();
         if let Some(section) = self.services.get(name) {
             section.apply(&mut limits);
             allow_outbound.extend(section.destinations());
+            mount = Mount {
+                routes: section.routes.clone(),
+                strip_prefix: section.strip_prefix.unwrap_or(false),
+            };
         }
         Grants {
             limits,
             allow_outbound,
+            mount,
         }
+    }
+
+    /// The `routes` of every `[services.NAME]` section that has them.
+    pub fn configured_routes(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.services
+            .iter()
+            .filter_map(|(name, s)| Some((name.as_str(), s.routes.as_deref()?)))
     }
 
     /// The most memory any service may have: the size of a pooling slot.
@@ -429,5 +468,19 @@ mod tests {
         assert!(err("[services.x]\nmax_concurrency = 0").contains("max_concurrency"));
         assert!(err("[defaults]\nallow_outbound = [\"nohost\"]").contains("host:port"));
         assert!(err("[defaults]\nallow_outbound = [\"h:99999\"]").contains("port"));
+        assert!(err("[defaults]\nroutes = [\"/...\"]").contains("[services.NAME]"));
+        assert!(err("[services.x]\nroutes = []").contains("at least one"));
+    }
+
+    #[test]
+    fn a_plain_components_mount_comes_from_its_own_section() {
+        let mut sandbox = Sandbox::default();
+        sandbox
+            .parse("[services.p2-api-proxy]\nroutes = [\"/...\", \"/echo\"]\nstrip_prefix = true\n")
+            .unwrap();
+        let mount = sandbox.grants("p2-api-proxy").mount;
+        assert_eq!(mount.routes.unwrap(), ["/...", "/echo"]);
+        assert!(mount.strip_prefix);
+        assert_eq!(sandbox.grants("other").mount, Mount::default());
     }
 }

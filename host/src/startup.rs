@@ -55,27 +55,6 @@ pub async fn run(
     }
     let runtime = Runtime::new(engine, core, config.sandbox.clone(), record)?;
     let app = App::new(runtime.clone());
-    // The first line of output is the bound address: scripts and tests read it.
-    println!("hms-host listening on http://{addr}");
-    std::io::Write::flush(&mut std::io::stdout())?;
-    let heartbeat = cluster.as_ref().map(|c| {
-        let runtime = Arc::downgrade(&runtime);
-        c.spawn_heartbeat(Arc::new(move |view| {
-            runtime
-                .upgrade()
-                .map(|r| r.apply_cluster_view(view))
-                .unwrap_or_default()
-        }))
-    });
-
-    // Serve at once (health answers "loading") while components compile.
-    let server = server::serve(
-        listener,
-        server::router(app.clone()),
-        config.header_timeout,
-        shutdown,
-    );
-    let server = tokio::spawn(server);
     // Absolute paths: they are the services' sources, matched by the watcher.
     let files: Vec<PathBuf> = config
         .components
@@ -98,6 +77,31 @@ pub async fn run(
         found.sort();
         to_deploy.extend(found);
     }
+    // Every file that cannot run is refused before the listening line.
+    for path in &to_deploy {
+        runtime.check_file(path)?;
+    }
+    // The first line of output is the bound address: scripts and tests read it.
+    println!("hms-host listening on http://{addr}");
+    std::io::Write::flush(&mut std::io::stdout())?;
+    let heartbeat = cluster.as_ref().map(|c| {
+        let runtime = Arc::downgrade(&runtime);
+        c.spawn_heartbeat(Arc::new(move |view| {
+            runtime
+                .upgrade()
+                .map(|r| r.apply_cluster_view(view))
+                .unwrap_or_default()
+        }))
+    });
+
+    // Serve at once (health answers "loading") while components compile.
+    let server = server::serve(
+        listener,
+        server::router(app.clone()),
+        config.header_timeout,
+        shutdown,
+    );
+    let server = tokio::spawn(server);
     for path in &to_deploy {
         if let Err(e) = runtime.deploy_file(path).await {
             server.abort();

@@ -3,19 +3,32 @@
 use crate::common::*;
 use std::process::Command;
 
-fn run_expecting_failure(file: &std::path::Path) -> String {
+/// Runs the host on `file` (with `flags`), which must refuse it before it
+/// starts listening; what it said on stderr.
+fn refused_before_listening(file: &std::path::Path, flags: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_hms-host"))
         .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(temp_dir("reject"))
+        .args(flags)
         .arg(file)
         .output()
         .unwrap();
-    assert!(
-        !out.status.success(),
+    assert_eq!(
+        out.status.code(),
+        Some(1),
         "loading {} should fail",
         file.display()
     );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !stdout.contains("listening"),
+        "refused after listening: {stdout}"
+    );
     String::from_utf8(out.stderr).unwrap()
+}
+
+fn run_expecting_failure(file: &std::path::Path) -> String {
+    refused_before_listening(file, &[])
 }
 
 #[test]
@@ -87,6 +100,118 @@ fn a_plain_wasi_http_component_is_served_under_its_file_name() {
         services["services"][0]["routes"],
         serde_json::json!(["/hello/..."])
     );
+}
+
+#[test]
+fn files_that_cannot_run_are_refused_before_the_host_listens() {
+    let err = run_expecting_failure(&component("unknown_import"));
+    assert!(
+        err.contains("unknown_import.wasm")
+            && err.contains("imports test:extra/missing")
+            && err.contains("does not provide"),
+        "{err}"
+    );
+    let err = run_expecting_failure(&component("no_handler"));
+    assert!(
+        err.contains("does not export wasi:http/incoming-handler"),
+        "{err}"
+    );
+    // A memory limit below what the component starts with: said at once,
+    // with the figure it needs, before anything is compiled.
+    let started = std::time::Instant::now();
+    let err = refused_before_listening(&component("identity"), &["--memory-limit-mb", "1"]);
+    assert!(
+        err.contains("identity.wasm: its linear memory starts at")
+            && err.contains("over the memory limit of 1 MiB")
+            && err.contains("to at least 2 MiB"),
+        "{err}"
+    );
+    assert!(!err.contains("compil"), "{err}");
+    eprintln!("refused in {:?}", started.elapsed());
+    // A plain component whose file stem has nothing valid in it.
+    let dir = temp_dir("bad-stem");
+    let nameless = dir.join("___.wasm");
+    std::fs::copy(component("hello"), &nameless).unwrap();
+    let err = run_expecting_failure(&nameless);
+    assert!(
+        err.contains("___.wasm") && err.contains("named after its file"),
+        "{err}"
+    );
+}
+
+/// Path, status and body of a GET to the plain hello component.
+fn hello_path(host: &Host, path: &str) -> (u16, String) {
+    let r = block_on(host.client().send(http::Method::GET, path, None, &[])).unwrap();
+    (
+        r.status.as_u16(),
+        r.body["path"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn a_plain_component_gets_a_valid_name_and_its_routes_from_the_config() {
+    let dir = temp_dir("plain-routes");
+    // wasmtime's test programs are named like this: `_` is not valid in a
+    // service name, so the file stem is turned into one.
+    let proxy = dir.join("p2_api_proxy.wasm");
+    std::fs::copy(component("hello"), &proxy).unwrap();
+    let greeter = dir.join("greeter.wasm");
+    std::fs::copy(component("hello"), &greeter).unwrap();
+    let config = dir.join("hms.toml");
+    std::fs::write(
+        &config,
+        "[services.p2-api-proxy]\nroutes = [\"/\", \"/echo\", \"/new_fields/...\"]\n\n\
+         [services.greeter]\nstrip_prefix = true\n",
+    )
+    .unwrap();
+    let host = Host::start_with(
+        &[proxy, greeter],
+        &dir.join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    // The routes it was given, with the whole path passed through.
+    for path in ["/", "/echo", "/new_fields/a/b"] {
+        assert_eq!(hello_path(&host, path), (200, path.to_string()));
+    }
+    assert_eq!(hello_path(&host, "/other").0, 404);
+    // Mounted under /greeter/... with the prefix taken off; the query stays
+    // out of `path` as hello reports it.
+    assert_eq!(
+        hello_path(&host, "/greeter/echo?x=1"),
+        (200, "/echo".into())
+    );
+    assert_eq!(hello_path(&host, "/greeter"), (200, "/".into()));
+    let services = block_on(
+        host.client()
+            .call(http::Method::GET, "/_hms/services", None),
+    )
+    .unwrap();
+    let names: Vec<&str> = services["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["greeter", "p2-api-proxy"]);
+
+    // `routes` for a component whose manifest declares its own is refused.
+    let config = dir.join("wrong.toml");
+    std::fs::write(
+        &config,
+        "[services.identity-service]\nroutes = [\"/id/...\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hms-host"))
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.join("data2"))
+        .arg(component("identity"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is for plain wasi:http components"), "{err}");
 }
 
 #[test]

@@ -28,7 +28,10 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-const HELLO: &str = r#"{"message":"hello from a wasi:http component","ok":true}"#;
+/// hello.wasm's answer for `path` (paths the benchmark sends need no escaping).
+fn hello(path: &str) -> String {
+    format!(r#"{{"message":"hello from a wasi:http component","ok":true,"path":"{path}"}}"#)
+}
 
 struct Core {
     auth: Auth,
@@ -183,9 +186,9 @@ async fn main() -> anyhow::Result<()> {
         client: Client::builder(TokioExecutor::new()).build_http(),
     });
     let app = match mode.as_str() {
-        "hello" => {
-            Router::new().fallback(|| async { ([("content-type", "application/json")], HELLO) })
-        }
+        "hello" => Router::new().fallback(|uri: http::Uri| async move {
+            ([("content-type", "application/json")], hello(uri.path()))
+        }),
         "identity" => Router::new().route("/identity/verify", axum::routing::post(identity)),
         "report" => {
             let url: http::Uri = rest

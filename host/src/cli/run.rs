@@ -5,6 +5,7 @@ use crate::config::{self, Config, Limits, Sandbox};
 use crate::core::audit::Durability;
 use crate::core::cluster::ClusterConfig;
 use crate::core::names::validate_service_name;
+use crate::runtime::router::Pattern;
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -127,6 +128,13 @@ pub async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     };
     if let Some(path) = &args.config {
         sandbox.load_file(path).map_err(anyhow::Error::msg)?;
+        for (name, routes) in sandbox.configured_routes() {
+            for route in routes {
+                Pattern::parse(route).map_err(|e| {
+                    anyhow::anyhow!("{}: [services.{name}] routes: {e}", path.display())
+                })?;
+            }
+        }
     }
     let config = Config {
         listen: args.listen,

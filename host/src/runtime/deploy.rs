@@ -2,7 +2,7 @@
 //! the durable record of versions, rollback, restore after a restart, and
 //! undeploying. Deploys are serialised by one lock; requests never take it.
 
-use super::{Deployment, Runtime, file_stem};
+use super::{Deployment, Runtime, plain_name};
 use crate::api::types::VersionInfo;
 use crate::base::sync::lock;
 use crate::core::HOST_SERVICE;
@@ -51,8 +51,33 @@ impl Runtime {
             file: file.clone(),
             source,
         })?;
-        let service = self.load(&bytes, &file, file_stem(path)).await?;
+        let service = self.load(&bytes, &file, &plain_name(path)).await?;
         self.install(service, &bytes, Some(&file), false, "deployed")
+    }
+
+    /// What can be told of the component file at `path` without compiling
+    /// it: readable, a component importing only what the host provides and
+    /// exporting the HTTP handler, its memory within the limits, and for a
+    /// plain component a valid name. `run` checks every file this way before
+    /// it starts listening; compiling and instantiating come after.
+    pub fn check_file(&self, path: &Path) -> Result<(), DeployError> {
+        let file = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let shape = component::inspect(&bytes, &file)?;
+        component::check_memory(&shape, &file, None, self.engine.pool().max_memory)?;
+        if !shape.has_manifest {
+            let name = plain_name(path);
+            crate::core::names::validate_service_name(&name).map_err(|e| LoadError::Manifest {
+                file: file.clone(),
+                reason: format!("a plain component is named after its file: {e}"),
+            })?;
+            let limit = self.sandbox.grants(&name).limits.memory;
+            component::check_memory(&shape, &file, Some(&name), limit)?;
+        }
+        Ok(())
     }
 
     /// After start-up deploys: serve again what was active when the host
@@ -229,7 +254,7 @@ impl Runtime {
     /// used to provide.
     pub async fn deploy_changed_file(&self, path: &Path, bytes: &[u8]) -> Result<(), DeployError> {
         let source = path.display().to_string();
-        let service = match self.load(bytes, &source, file_stem(path)).await {
+        let service = match self.load(bytes, &source, &plain_name(path)).await {
             Ok(s) => s,
             Err(e) => {
                 let e = DeployError::Load(e);

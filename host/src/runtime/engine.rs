@@ -25,7 +25,59 @@ const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 pub struct WasmEngine {
     engine: Engine,
     cache_dir: PathBuf,
+    pool: PoolSize,
     _ticker: EpochTicker,
+}
+
+/// Core instances, memories and tables the pool reserves per component
+/// instance of `--max-instances`. A Rust service takes 1-3 core instances,
+/// a JavaScript one (StarlingMonkey) a few more, a Python one
+/// (componentize-py) 14: with these, `max_instances` instances of any of
+/// them fit at once. Core instance slots are only counted; memory and table
+/// slots reserve address space (not memory) each.
+const CORE_INSTANCES_PER_INSTANCE: u32 = 16;
+const MEMORIES_PER_INSTANCE: u32 = 2;
+const TABLES_PER_INSTANCE: u32 = 4;
+
+/// What the instance pool holds at once, host-wide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSize {
+    pub instances: u32,
+    pub core_instances: u32,
+    pub memories: u32,
+    pub tables: u32,
+    /// Bytes of the largest linear memory a slot holds.
+    pub max_memory: u64,
+}
+
+impl PoolSize {
+    fn for_instances(instances: u32, max_memory: u64) -> PoolSize {
+        PoolSize {
+            instances,
+            core_instances: instances.saturating_mul(CORE_INSTANCES_PER_INSTANCE),
+            memories: instances.saturating_mul(MEMORIES_PER_INSTANCE),
+            tables: instances.saturating_mul(TABLES_PER_INSTANCE),
+            max_memory,
+        }
+    }
+
+    /// How many instances of a component needing `need` fit in the pool at
+    /// once (with nothing else running).
+    pub fn fits(&self, need: &InstanceNeeds) -> u32 {
+        let share = |total: u32, per: u32| total.checked_div(per).unwrap_or(u32::MAX);
+        self.instances
+            .min(share(self.core_instances, need.core_instances))
+            .min(share(self.memories, need.memories))
+            .min(share(self.tables, need.tables))
+    }
+}
+
+/// What one instance of a component takes from the pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InstanceNeeds {
+    pub core_instances: u32,
+    pub memories: u32,
+    pub tables: u32,
 }
 
 impl WasmEngine {
@@ -39,12 +91,13 @@ impl WasmEngine {
         keep_resident: usize,
         cache_dir: &Path,
     ) -> anyhow::Result<WasmEngine> {
+        let size = PoolSize::for_instances(max_instances, max_memory);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(max_instances)
-            .total_core_instances(max_instances * 4)
-            .total_memories(max_instances * 2)
-            .total_tables(max_instances * 4)
-            .total_stacks(max_instances)
+        pool.total_component_instances(size.instances)
+            .total_core_instances(size.core_instances)
+            .total_memories(size.memories)
+            .total_tables(size.tables)
+            .total_stacks(size.instances)
             .max_memory_size(max_memory as usize);
         // Freed slots are reset in place (see config::DEFAULT_KEEP_RESIDENT);
         // PAGEMAP_SCAN, where the kernel has it, finds the pages to rewrite.
@@ -61,7 +114,13 @@ impl WasmEngine {
             _ticker: EpochTicker::start(engine.clone()),
             engine,
             cache_dir: cache_dir.to_path_buf(),
+            pool: size,
         })
+    }
+
+    /// What the instance pool holds at once.
+    pub fn pool(&self) -> PoolSize {
+        self.pool
     }
 
     /// The wasmtime engine.
@@ -85,7 +144,12 @@ impl WasmEngine {
                 ),
             }
         }
-        let artifact = self.engine.precompile_component(bytes)?;
+        let artifact = self.engine.precompile_component(bytes);
+        // Compiling a large component (a Python one: 18 MB) grows the
+        // allocator's arenas by hundreds of MB that stay resident after the
+        // compiler frees them; hand them back to the OS.
+        release_free_memory();
+        let artifact = artifact?;
         // Atomically, under a temporary name of its own: a crash, or an
         // upload and a file event compiling the same digest at once, never
         // leaves a torn artifact that a later start would map as code.
@@ -105,6 +169,16 @@ impl WasmEngine {
         let name = digest.strip_prefix("sha256:").unwrap_or(digest);
         self.cache_dir
             .join(format!("{name}-{:016x}.cwasm", h.finish()))
+    }
+}
+
+/// Returns memory the allocator holds free to the OS (glibc keeps freed
+/// arena memory resident otherwise).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -151,6 +225,23 @@ impl Drop for EpochTicker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_fits_max_instances_of_a_python_sized_component() {
+        let pool = PoolSize::for_instances(1000, 64 << 20);
+        let python = InstanceNeeds {
+            core_instances: 14,
+            memories: 1,
+            tables: 2,
+        };
+        assert_eq!(pool.fits(&python), 1000);
+        let huge = InstanceNeeds {
+            core_instances: 40,
+            ..python
+        };
+        assert_eq!(pool.fits(&huge), 400);
+        assert_eq!(pool.fits(&InstanceNeeds::default()), 1000);
+    }
 
     #[test]
     fn digest_is_sha256_hex() {

@@ -34,6 +34,11 @@ impl Runtime {
     ) -> http::Response<WasiBody> {
         let guard = service.guard.clone();
         let limits = guard.grants.limits.clone();
+        let req = if service.strip_prefix {
+            strip_prefix(req, &service)
+        } else {
+            req
+        };
         let permit = match admit(&service, req.headers()) {
             Ok(permit) => permit,
             Err(refusal) => return refusal.into_wasi_response(),
@@ -160,6 +165,33 @@ impl ApiError {
                 .boxed_unsync()
         })
     }
+}
+
+/// `req` with the prefix route of `service` it matched taken off its path
+/// (the most specific one; the query stays). A request no prefix route
+/// matches (an exact route) keeps its path.
+fn strip_prefix(mut req: http::Request<WasiBody>, service: &Service) -> http::Request<WasiBody> {
+    let path = req.uri().path();
+    let Some(rest) = service
+        .routes
+        .iter()
+        .filter_map(|p| p.strip(path))
+        .min_by_key(|rest| rest.len())
+    else {
+        return req;
+    };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 /// Admission of a request to `service`: a free instance slot (else 503 busy)

@@ -331,9 +331,9 @@ impl Runtime {
     }
 }
 
-/// The file name without extension: the service name of a plain component.
-fn file_stem(path: &Path) -> &str {
-    path.file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
+/// The service name of a plain component at `path`: its file stem, made a
+/// valid name ([`crate::core::names::name_from_file_stem`]).
+fn plain_name(path: &Path) -> String {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    crate::core::names::name_from_file_stem(&stem)
 }

@@ -74,6 +74,19 @@ impl Pattern {
         }
     }
 
+    /// The part of `path` below this prefix route (`/a/...` takes `/a/b` to
+    /// `/b` and `/a` to `/`), if it is a prefix route `path` matches.
+    pub fn strip<'a>(&self, path: &'a str) -> Option<&'a str> {
+        match self {
+            Pattern::Prefix(p) if self.matches(path) => Some(
+                path.get(p.len()..)
+                    .filter(|rest| !rest.is_empty())
+                    .unwrap_or("/"),
+            ),
+            _ => None,
+        }
+    }
+
     /// Longer, exact routes win over shorter or wildcard ones.
     fn specificity(&self) -> (usize, bool) {
         match self {
@@ -151,6 +164,17 @@ mod tests {
                 .unwrap();
         }
         t
+    }
+
+    #[test]
+    fn a_prefix_route_strips_itself_from_the_path() {
+        let p = Pattern::parse("/echo-svc/...").unwrap();
+        assert_eq!(p.strip("/echo-svc/echo"), Some("/echo"));
+        assert_eq!(p.strip("/echo-svc"), Some("/"));
+        assert_eq!(p.strip("/echo-svc/"), Some("/"));
+        assert_eq!(p.strip("/echo-svcx"), None);
+        assert_eq!(Pattern::parse("/...").unwrap().strip("/a/b"), Some("/a/b"));
+        assert_eq!(Pattern::parse("/echo").unwrap().strip("/echo"), None);
     }
 
     #[test]

@@ -356,6 +356,7 @@ mod tests {
         ServiceGuard::new(Grants {
             limits,
             allow_outbound: Vec::new(),
+            mount: Default::default(),
         })
     }
 
