@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# Build the guest components (components/ workspace) for wasm32-wasip2 and
-# place the deployable service components at components/identity.wasm and
-# components/report.wasm. The plain wasi:http example stays at
-# components/target/wasm32-wasip2/release/hello.wasm.
+# Build the guest components and place the deployable ones in components/:
+#   Rust (components/ cargo workspace, wasm32-wasip2): identity.wasm,
+#     report.wasm; the plain wasi:http example stays at
+#     components/target/wasm32-wasip2/release/hello.wasm
+#   JavaScript (npm workspace, scripts/build-js.sh): notice-js.wasm
+#
+#   scripts/build-components.sh              everything
+#   scripts/build-components.sh --rust-only  only the Rust components (what
+#                                            README command 1 serves)
+#   scripts/build-components.sh --test       everything, and the JavaScript
+#                                            SDK's and services' own tests
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 components="$root/components"
+
+rust_only=0 test=()
+for arg in "$@"; do
+    case "$arg" in
+        --rust-only) rust_only=1 ;;
+        --test) test=(--test) ;;
+        *) echo "build-components.sh: unknown argument $arg (use --rust-only or --test)" >&2; exit 2 ;;
+    esac
+done
 
 rustup target list --installed | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2
 
@@ -21,3 +37,6 @@ for name in identity report; do
     echo "$components/$name.wasm"
 done
 echo "$out/hello.wasm"
+
+[[ $rust_only == 1 ]] && exit 0
+"$root/scripts/build-js.sh" "${test[@]}"

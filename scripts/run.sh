@@ -6,7 +6,7 @@
 # with the demo citizens (demo/citizens.jsonl; C12345 among them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build-components.sh
+scripts/build-components.sh --rust-only
 cargo build --release --locked -p hms-host
 exec target/release/hms-host run --import identity-service=demo/citizens.jsonl "$@" \
     components/identity.wasm components/report.wasm

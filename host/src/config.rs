@@ -80,6 +80,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where keys, the audit log and compiled components are kept.
     pub data_dir: PathBuf,
+    /// Where compiled components are cached (`None`: `DATA_DIR/cache`).
+    /// Artifacts are named by component digest and engine configuration, so
+    /// hosts and data directories may share one.
+    pub cache_dir: Option<PathBuf>,
     /// Component files to deploy at start.
     pub components: Vec<PathBuf>,
     /// Directories whose `*.wasm` files are deployed at start (and, with
@@ -406,6 +410,7 @@ impl Config {
         Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            cache_dir: None,
             components,
             components_dirs: Vec::new(),
             watch: true,

@@ -44,7 +44,10 @@ pub async fn run(
         config.max_instances,
         config.sandbox.max_memory(),
         config.keep_resident,
-        &data_dir.join("cache"),
+        &config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("cache")),
     )
     .context("starting wasmtime")?;
     let mut record = Deployments::open(data_dir).context("opening the deployment record")?;

@@ -11,6 +11,7 @@ mod hot_swap;
 mod isolation;
 mod lifecycle;
 mod loading;
+mod polyglot;
 mod sandbox;
 mod seed_flow;
 mod store;

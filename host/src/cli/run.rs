@@ -47,6 +47,11 @@ pub struct RunArgs {
     /// for the next instance; 0 hands every freed page back with madvise.
     #[arg(long, env = "HMS_POOL_KEEP_RESIDENT_KB", default_value_t = (config::DEFAULT_KEEP_RESIDENT >> 10) as u64)]
     pool_keep_resident_kb: u64,
+    /// Directory of compiled components (default: `cache` in the data
+    /// directory). Artifacts are named by digest and engine settings, so
+    /// several data directories or hosts on one machine may share one.
+    #[arg(long, env = "HMS_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
     /// Also serve every `*.wasm` in this directory, and deploy files that
     /// appear in it later (repeatable).
     #[arg(long = "components-dir", env = "HMS_COMPONENTS_DIR")]
@@ -139,6 +144,7 @@ pub async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let config = Config {
         listen: args.listen,
         data_dir,
+        cache_dir: args.cache_dir,
         components: args.components,
         components_dirs: args.components_dirs,
         watch: !args.no_watch,
