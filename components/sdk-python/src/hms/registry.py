@@ -1,0 +1,57 @@
+"""Core service registry (``hms:core/registry``).
+
+``discover(name)`` is the :class:`Endpoint` of a service, or ``None``;
+``register(name, host, port)`` registers an external service under a name
+(raising a :class:`RegistryError` subclass).
+"""
+
+from dataclasses import dataclass
+
+from . import _backend
+
+__all__ = [
+    "Endpoint", "RegistryError", "InvalidName", "NameTaken", "InvalidAddress",
+    "discover", "register",
+]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a service is reachable: send requests to ``url`` + path."""
+
+    name: str
+    url: str
+    host: str
+    port: int
+    #: Content digest of a deployed component, or what an external service registered with.
+    version: str
+
+
+class RegistryError(Exception):
+    """Why a registration was refused."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InvalidName(RegistryError):
+    """Names are 1-64 characters of ``a-z``, ``0-9`` and ``-``."""
+
+
+class NameTaken(RegistryError):
+    """A deployed component already serves under this name."""
+
+
+class InvalidAddress(RegistryError):
+    """The host or port is not usable."""
+
+
+def discover(name):
+    """The endpoint of service ``name``, or ``None`` if none is registered."""
+    return _backend.core().registry_discover(name)
+
+
+def register(name, host, port):
+    """Register an external (non-wasm) service at ``host:port`` as ``name``."""
+    _backend.core().registry_register(name, host, port)
