@@ -57,10 +57,19 @@ def test_json_body_and_errors():
 
 
 def test_deep_json_is_a_400_not_a_crash():
-    deep = "[" * 100_000 + "]" * 100_000
-    with pytest.raises(HttpError) as e:
-        request([], deep).json()
-    assert e.value.status == 400
+    # Inside a component CPython's parser would exhaust the wasm stack at
+    # about 1000 levels (a trap): deeper than MAX_JSON_DEPTH is refused first.
+    from hms._http import MAX_JSON_DEPTH, loads
+    n = MAX_JSON_DEPTH
+    assert loads("[" * n + "]" * n) is not None
+    assert loads('{"a":' * n + "1" + "}" * n) is not None
+    assert loads('["' + "[" * 10_000 + '"]') == ["[" * 10_000]     # brackets in strings do not count
+    assert loads(r'["\"[[[", {"a": [[]]}]') == ['"[[[', {"a": [[]]}]
+    for deep in ["[" * (n + 1) + "]" * (n + 1), '{"a":' * (n + 1) + "1" + "}" * (n + 1),
+                 "[[]," * (n + 1) + "1" + "]" * (n + 1), "[" * 100_000, "]" * 1000 + "[" * 1000]:
+        with pytest.raises(HttpError) as e:
+            request([], deep).json()
+        assert e.value.status == 400
 
 
 def test_responses():

@@ -141,3 +141,18 @@ def test_stores_are_per_service(core):
         assert store.get("k") is None
         store.set("k", b"other")
     assert store.get("k") == b"probe"
+
+
+def test_what_core_cannot_take_is_refused_before_it_reaches_the_bindings(core):
+    # A lone surrogate or a wrong type would trap the component while
+    # lowering the call; they are errors here instead.
+    with pytest.raises(store.InvalidKey, match="not valid Unicode"):
+        store.get("k\udcff")
+    with pytest.raises(store.InvalidKey, match="not valid Unicode"):
+        store.list_keys("\ud800")
+    with pytest.raises(TypeError):
+        store.get(5)
+    with pytest.raises(TypeError):
+        store.list_keys("", None, "10")
+    with pytest.raises(ValueError):
+        store.increment("n", 2**63)

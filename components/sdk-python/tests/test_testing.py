@@ -47,3 +47,15 @@ def test_log_levels():
 def test_no_core_is_a_clear_error():
     with pytest.raises(RuntimeError, match="hms.testing.Core"):
         log.info("x")
+
+
+def test_bad_unicode_never_reaches_core():
+    from hms import registry
+    with Core(Service("svc", ["/svc"])) as core:
+        log.info("half a pair \ud800")
+        assert core.messages() == ["half a pair ?"]
+        with pytest.raises(auth.InvalidToken):
+            auth.verify("\ud800")
+        assert registry.discover("\ud800") is None
+        with pytest.raises(registry.InvalidAddress):
+            registry.register("x", "h", 70000)

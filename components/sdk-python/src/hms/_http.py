@@ -2,9 +2,20 @@
 and :class:`HttpError` (mirrors ``components/sdk/src/http.rs``)."""
 
 import json as _json
+import re
 from urllib.parse import parse_qsl
 
-__all__ = ["Headers", "Request", "Response", "HttpError", "dumps", "loads"]
+__all__ = ["Headers", "Request", "Response", "HttpError", "dumps", "loads", "MAX_JSON_DEPTH"]
+
+#: Deepest nesting of arrays and objects ``loads`` accepts. CPython's JSON
+#: parser recurses on the C stack, and inside a component that stack runs
+#: out at about 1000 levels (a trap, not an exception); serde_json parses
+#: what it reads to 128 levels, and skips deeper values it ignores.
+MAX_JSON_DEPTH = 512
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_FOLD = bytes.maketrans(b"{}", b"[]")
 
 
 def _to_bytes(value):
@@ -46,22 +57,46 @@ def _bad_unicode(value):
     return False
 
 
+def _check_depth(data):
+    """ValueError if ``data`` (bytes) nests deeper than MAX_JSON_DEPTH, or
+    its brackets outside strings do not pair up (then it is no JSON anyway)."""
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    brackets = _STRING.sub(b"", data).translate(_FOLD, _NOT_BRACKETS)
+    too_deep = b"[" * (MAX_JSON_DEPTH + 1)
+    for _ in range(MAX_JSON_DEPTH + 1):
+        if not brackets:
+            return
+        if too_deep in brackets:
+            break
+        # Each pass removes the innermost pairs: one level of nesting.
+        shorter = brackets.replace(b"[]", b"")
+        if len(shorter) == len(brackets):
+            raise ValueError("unbalanced brackets")
+        brackets = shorter
+    raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+
+
 def loads(data, *, validate_unicode=True, object_pairs_hook=None):
     """Parse JSON text (bytes or str). Raises ``ValueError`` with the reason.
 
     Like serde_json: the text must be UTF-8 (no BOM), ``NaN``/``Infinity``
-    are refused, nothing may follow the value. With ``validate_unicode=False``
+    are refused, nothing may follow the value. Nesting deeper than
+    :data:`MAX_JSON_DEPTH` is refused. With ``validate_unicode=False``
     invalid UTF-8 and lone ``\\ud800`` escapes are kept as lone surrogates
     instead of refused: serde_json accepts them in values it does not read,
     so a caller that checks the strings it uses can accept what a Rust
     service accepts.
     """
     if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data)
+        _check_depth(data)
         try:
-            text = bytes(data).decode("utf-8", "strict" if validate_unicode else "surrogateescape")
+            text = data.decode("utf-8", "strict" if validate_unicode else "surrogateescape")
         except UnicodeDecodeError as e:
             raise ValueError(f"invalid UTF-8 at byte {e.start}") from None
     else:
+        _check_depth(data.encode("utf-8", "surrogatepass"))
         text = data
     try:
         value = _json.loads(
@@ -235,7 +270,8 @@ class Request:
         With a :class:`hms.schema.Struct` as ``schema`` the body must be that
         struct (the answer is a dict of its fields), checked the way serde
         checks a Rust struct; then only the fields the struct declares must
-        be valid Unicode, as in Rust.
+        be valid Unicode, as in Rust. Nesting deeper than
+        :data:`MAX_JSON_DEPTH` levels is a 400 too.
         """
         try:
             if schema is not None:

@@ -292,10 +292,14 @@ def _read_request(request):
 
 def _outgoing_response(response):
     """A wasi outgoing-response for ``response``, or a reason it is refused."""
+    pairs = [(n, v) for n, v in response.headers.items() if n != "content-length"]
     try:
-        fields = types.Fields.from_list(
-            [(name, value) for name, value in response.headers.items() if name != "content-length"]
-        )
+        for name, _ in pairs:
+            name.encode("utf-8")
+    except UnicodeEncodeError:
+        return None, "invalid response header: not valid Unicode"
+    try:
+        fields = types.Fields.from_list(pairs)
     except Err as e:
         return None, f"invalid response header: {type(e.value).__name__.removeprefix('HeaderError_')}"
     try:
@@ -303,9 +307,13 @@ def _outgoing_response(response):
     except Err as e:
         fields.__exit__(None, None, None)
         return None, f"cannot set content-length: {e.value!r}"
+    status = response.status
+    if isinstance(status, bool) or not isinstance(status, int) or not 0 <= status <= 0xFFFF:
+        fields.__exit__(None, None, None)
+        return None, f"invalid status code {status!r}"
     outgoing = types.OutgoingResponse(fields)
     try:
-        outgoing.set_status_code(response.status)
+        outgoing.set_status_code(status)
     except Exception:  # Err, or a number a u16 cannot hold
         outgoing.__exit__(None, None, None)
         return None, f"invalid status code {response.status}"

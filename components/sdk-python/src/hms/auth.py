@@ -66,6 +66,16 @@ class InvalidToken(AuthError):
         self.reason = reason
 
 
+def _text(value, what):
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is a str, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
 def own_token():
     """A token for this service's own identity."""
     return _backend.core().auth_own_token()
@@ -73,9 +83,13 @@ def own_token():
 
 def verify(token):
     """The claims of ``token``; raises an :class:`AuthError` subclass."""
+    if _text(token, "a token") is None:
+        raise InvalidToken("not valid Unicode")
     return _backend.core().auth_verify(token)
 
 
 def authenticate(api_key):
     """A token for ``api_key``; raises :class:`InvalidKey` or :class:`Revoked`."""
+    if _text(api_key, "an API key") is None:
+        raise InvalidKey()
     return _backend.core().auth_authenticate(api_key)

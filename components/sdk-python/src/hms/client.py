@@ -138,7 +138,19 @@ def send(method, url, path="", headers=(), body=None):
     body gets a ``content-length`` unless ``headers`` has one. A header
     wasi:http forbids (such as ``host``) is an :class:`InvalidRequest`."""
     scheme, authority, target = split_url(url, path)
+    for part in (scheme, authority, target):
+        try:
+            part.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidUrl(f"not valid Unicode: {part!r}") from None
+    if not isinstance(method, str) or not method:
+        raise InvalidRequest(f"invalid method {method!r}")
     headers = Headers(headers)
+    for name, _ in headers:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest(f"invalid request header {name!r}") from None
     if body is not None:
         body = bytes(body)
         if "content-length" not in headers:

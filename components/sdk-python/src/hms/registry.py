@@ -47,11 +47,31 @@ class InvalidAddress(RegistryError):
     """The host or port is not usable."""
 
 
+def _valid(text):
+    """A str Core can take (valid Unicode: a lone surrogate would trap the
+    component in the bindings)."""
+    if not isinstance(text, str):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def discover(name):
     """The endpoint of service ``name``, or ``None`` if none is registered."""
+    if not isinstance(name, str):
+        raise TypeError(f"a service name is a str, not {type(name).__name__}")
+    if not _valid(name):
+        return None
     return _backend.core().registry_discover(name)
 
 
 def register(name, host, port):
     """Register an external (non-wasm) service at ``host:port`` as ``name``."""
+    if not _valid(name):
+        raise InvalidName(f"{name!r} is not a service name")
+    if not _valid(host) or isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InvalidAddress(f"{host!r}:{port!r}")
     _backend.core().registry_register(name, host, port)

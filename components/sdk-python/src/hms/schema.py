@@ -121,7 +121,10 @@ class _OneOf(_Type):
 
 class _Any(_Type):
     def check(self, value):
-        return _plain(value)
+        try:
+            return _plain(value)
+        except RecursionError:
+            raise ValueError("nested too deep") from None
 
 
 ANY = _Any()

@@ -110,6 +110,18 @@ class KeyPage:
     next: "str | None"
 
 
+def _key(key, what="key"):
+    """``key`` if it is a str Core can take (valid Unicode), else an error
+    (a lone surrogate would otherwise trap the component in the bindings)."""
+    if not isinstance(key, str):
+        raise TypeError(f"a store {what} is a str, not {type(key).__name__}")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKey(f"the {what} is not valid Unicode") from None
+    return key
+
+
 def _bytes(value):
     if isinstance(value, str):
         return value.encode("utf-8")
@@ -120,22 +132,28 @@ def _bytes(value):
 
 def get(key):
     """The value at ``key`` (bytes), or ``None``."""
-    return _backend.core().store_get(key)
+    return _backend.core().store_get(_key(key))
 
 
 def set(key, value):
     """Set ``key`` to ``value`` (bytes, or str stored as UTF-8)."""
-    _backend.core().store_set(key, _bytes(value))
+    _backend.core().store_set(_key(key), _bytes(value))
 
 
 def delete(key):
     """Remove ``key``; whether it was there."""
-    return _backend.core().store_delete(key)
+    return _backend.core().store_delete(_key(key))
 
 
 def list_keys(prefix="", cursor=None, limit=100):
     """One :class:`KeyPage` of the keys starting with ``prefix``, at most
     ``limit`` (1-1000), after ``cursor`` (the previous page's ``next``)."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError("limit must be an int")
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidKey(f"limit {limit}: pages hold 1 to {MAX_PAGE} keys")
+    prefix = _key(prefix, "prefix")
+    cursor = None if cursor is None else _key(cursor, "cursor")
     return _backend.core().store_list_keys(prefix, cursor, limit)
 
 
@@ -161,7 +179,7 @@ def compare_and_swap(key, expected, value):
     """Set ``key`` to ``value`` only if its value is ``expected`` (``None``:
     only if absent); whether it was set. Atomic."""
     return _backend.core().store_compare_and_swap(
-        key, None if expected is None else _bytes(expected), _bytes(value)
+        _key(key), None if expected is None else _bytes(expected), _bytes(value)
     )
 
 
@@ -173,7 +191,7 @@ def increment(key, delta=1):
         raise TypeError("delta must be an int")
     if not -(2**63) <= delta < 2**63:
         raise ValueError("delta must fit in a signed 64-bit integer")
-    return _backend.core().store_increment(key, delta)
+    return _backend.core().store_increment(_key(key), delta)
 
 
 def get_json(key, schema=None, default=None):
