@@ -118,21 +118,11 @@ async fn serve_component(State(app): State<Arc<App>>, mut req: Request) -> Respo
             });
             let response = match from_host {
                 Some((calling, depth)) => {
-                    let caller = Caller {
-                        service: calling.into(),
-                        trace: trace.clone(),
-                        depth,
-                        loading: false,
-                    };
+                    let caller = Caller::new(calling.into(), trace.clone(), depth);
                     app.runtime.call(service, req, &caller).await
                 }
                 None => {
-                    let caller = Caller {
-                        service: service.name.as_str().into(),
-                        trace: trace.clone(),
-                        depth: 0,
-                        loading: false,
-                    };
+                    let caller = Caller::new(service.name.as_str().into(), trace.clone(), 0);
                     app.runtime.invoke(service, req, caller).await
                 }
             };

@@ -428,12 +428,7 @@ impl Runtime {
             ))
             .into_wasi_response();
         }
-        let callee = Caller {
-            service: service.name.as_str().into(),
-            trace: caller.trace.clone(),
-            depth: caller.depth + 1,
-            loading: false,
-        };
+        let callee = caller.next_hop(service.name.as_str().into());
         self.invoke(service, req, callee).await
     }
 }

@@ -42,7 +42,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use wasmtime::component::Linker;
 use wasmtime::{Store, UpdateDeadline};
 
@@ -130,10 +130,8 @@ impl Runtime {
     /// service its file name suggests (its own counters stay untouched).
     fn probe_store(&self, name: &str) -> Store<RequestState> {
         let caller = Caller {
-            service: name.into(),
-            trace: Trace::from_traceparent(None),
-            depth: 0,
             loading: true,
+            ..Caller::new(name.into(), Trace::from_traceparent(None), 0)
         };
         let guard = Arc::new(ServiceGuard::new(self.sandbox.grants(name)));
         self.new_store(caller, guard)
@@ -295,6 +293,7 @@ impl Runtime {
         let dispatch: Arc<dyn Dispatch> =
             self.this.upgrade().expect("runtime is alive while serving");
         let stop_at = std::time::Instant::now() + guard.grants.limits.request_timeout + STOP_GRACE;
+        let held = caller.turn.clone();
         let state = RequestState::new(self.core.clone(), caller, dispatch, guard);
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -302,11 +301,11 @@ impl Runtime {
         // thread, so a busy guest shares the CPU instead of holding a worker
         // until its deadline; at the deadline it is interrupted (a trap the
         // invocation reports as a timeout). Past FREE_TICKS of computing, an
-        // instance runs each further tick only holding a permit of the heavy
-        // lane, which admits few at once: however many guests spin, most of
-        // the CPU stays with ordinary requests, which never get that far.
+        // instance runs each further tick only holding its request's turn
+        // (state::Turn, one per call tree) in the heavy lane, which admits
+        // few at once: however many guests spin, most of the CPU stays with
+        // ordinary requests, which never get that far.
         let heavy = self.heavy.clone();
-        let held: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
         let mut ticks = 0u32;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {

@@ -36,6 +36,42 @@ pub struct Caller {
     /// known: nothing that acts as a service (its store, its token, outgoing
     /// HTTP) is available.
     pub loading: bool,
+    /// The request's turn in the heavy lane, shared by every instance that
+    /// serves it on this host (see [`Turn`]).
+    pub turn: Turn,
+}
+
+/// The heavy-lane turn of one request's call tree on this host: the first
+/// service and every service it calls in-process share one. An instance
+/// past its free ticks gives up the tree's turn and queues for the next, so
+/// a call tree holds at most one permit, and an instance never waits for a
+/// permit its own caller holds while that caller waits for it (which, with
+/// one permit on 2 cores, stalled Python-to-Python calls until their
+/// deadline).
+pub type Turn = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
+
+impl Caller {
+    /// The caller of a new request (a call tree of its own).
+    pub fn new(service: Arc<str>, trace: Arc<Trace>, depth: u32) -> Caller {
+        Caller {
+            service,
+            trace,
+            depth,
+            loading: false,
+            turn: Turn::default(),
+        }
+    }
+
+    /// The caller `service` of the next hop of this request, in-process.
+    pub fn next_hop(&self, service: Arc<str>) -> Caller {
+        Caller {
+            service,
+            trace: self.trace.clone(),
+            depth: self.depth + 1,
+            loading: false,
+            turn: self.turn.clone(),
+        }
+    }
 }
 
 /// Store data of one component invocation.
