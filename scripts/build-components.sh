@@ -3,13 +3,16 @@
 #   Rust (components/ cargo workspace, wasm32-wasip2): identity.wasm,
 #     report.wasm; the plain wasi:http example stays at
 #     components/target/wasm32-wasip2/release/hello.wasm
+#   Python (scripts/build-python.sh, pinned componentize-py in a venv under
+#     components/target/python): identity-py.wasm, report-py.wasm
 #   JavaScript (npm workspace, scripts/build-js.sh): notice-js.wasm
 #
 #   scripts/build-components.sh              everything
 #   scripts/build-components.sh --rust-only  only the Rust components (what
 #                                            README command 1 serves)
-#   scripts/build-components.sh --test       everything, and the JavaScript
-#                                            SDK's and services' own tests
+#   scripts/build-components.sh --test       everything, and the Python and
+#                                            JavaScript SDKs' and services'
+#                                            own tests (pytest, node --test)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,4 +42,5 @@ done
 echo "$out/hello.wasm"
 
 [[ $rust_only == 1 ]] && exit 0
+"$root/scripts/build-python.sh" "${test[@]}"
 "$root/scripts/build-js.sh" "${test[@]}"

@@ -20,13 +20,13 @@ cargo test --locked --workspace 2>&1 | tee -a "$log"
 # never reach a Core import.
 (unset CARGO_TARGET_DIR; cargo test --locked --manifest-path components/Cargo.toml -p hms-guest -p identity-core) 2>&1 | tee -a "$log"
 # One closing line over every test run: cargo's `test result:` lines, node's
-# `# pass`/`# fail` and pytest's `N passed, M failed`.
+# `# pass`/`# fail` and pytest's `N passed, M failed in Ts` (-q).
 awk '
-    /^test result:/ { p += $4; f += $6 }
+    /^test result:/ { p += $4; f += $6; next }
     /^# pass / { p += $3 }
     /^# fail / { f += $3 }
-    /^=+ .*(passed|failed).* in [0-9.]+s/ {
-        for (i = 1; i <= NF; i++) {
+    /^[0-9]+ (passed|failed).* in [0-9.]+s/ {
+        for (i = 1; i < NF; i++) {
             if ($(i + 1) ~ /^passed/) p += $i
             if ($(i + 1) ~ /^failed/) f += $i
         }
