@@ -14,6 +14,7 @@ mod loading;
 mod polyglot;
 mod sandbox;
 mod seed_flow;
+mod skeletons;
 mod store;
 mod token_attacks;
 mod watch;
