@@ -316,14 +316,11 @@ impl Runtime {
             if ticks <= FREE_TICKS {
                 return Ok(UpdateDeadline::Yield(1));
             }
-            lock(&held).take(); // the next turn is queued for like everyone else
+            held.give_up(); // the next turn is queued for like everyone else
             let (heavy, held) = (heavy.clone(), held.clone());
             Ok(UpdateDeadline::YieldCustom(
                 1,
-                Box::pin(async move {
-                    let permit = heavy.acquire_owned().await.ok();
-                    *lock(&held) = permit;
-                }),
+                Box::pin(async move { held.wait(&heavy).await }),
             ))
         });
         store

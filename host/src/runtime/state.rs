@@ -43,12 +43,48 @@ pub struct Caller {
 
 /// The heavy-lane turn of one request's call tree on this host: the first
 /// service and every service it calls in-process share one. An instance
-/// past its free ticks gives up the tree's turn and queues for the next, so
-/// a call tree holds at most one permit, and an instance never waits for a
-/// permit its own caller holds while that caller waits for it (which, with
-/// one permit on 2 cores, stalled Python-to-Python calls until their
-/// deadline).
-pub type Turn = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
+/// past its free ticks gives up the tree's permit and queues for the next;
+/// while it waits, a permit another instance of its tree gets is its turn
+/// too. So a call tree holds at most one permit, and no instance waits for
+/// a permit held by an instance of its own tree that waits for it (with
+/// one permit on 2 cores, that stalled Python-to-Python calls until their
+/// deadline: a caller still writing its request body queued for the permit
+/// its callee held while reading that body).
+pub type Turn = Arc<TreeTurn>;
+
+/// See [`Turn`].
+#[derive(Debug, Default)]
+pub struct TreeTurn {
+    permit: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+    /// Woken when an instance of the tree gets the permit.
+    given: tokio::sync::Notify,
+}
+
+impl TreeTurn {
+    /// Gives up the tree's permit (whoever in the tree took it).
+    pub fn give_up(&self) {
+        crate::base::sync::lock(&self.permit).take();
+    }
+
+    /// Waits until the tree has a permit: one of `lane`'s, or one another
+    /// instance of the tree got meanwhile.
+    pub async fn wait(&self, lane: &Arc<tokio::sync::Semaphore>) {
+        loop {
+            let given = self.given.notified();
+            if crate::base::sync::lock(&self.permit).is_some() {
+                return;
+            }
+            tokio::select! {
+                permit = lane.clone().acquire_owned() => {
+                    *crate::base::sync::lock(&self.permit) = permit.ok();
+                    self.given.notify_waiters();
+                    return;
+                }
+                _ = given => {}
+            }
+        }
+    }
+}
 
 impl Caller {
     /// The caller of a new request (a call tree of its own).
