@@ -64,6 +64,48 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// exactly as `madvise` would, so nothing of one request is visible to the
 /// next (the `isolation` test guest checks both ways).
 pub const DEFAULT_KEEP_RESIDENT: usize = 2 << 20;
+/// A component whose linear memory starts at least this large (CPython's
+/// heap: a componentize-py service starts at 12.4-14 MiB; StarlingMonkey at
+/// 9 MiB, Rust at about 1 MiB) dirties pages all over it on every request.
+/// Finding them with `PAGEMAP_SCAN` write-protects each again, so every
+/// request pays a fault and a TLB shootdown per page, and throughput falls
+/// as connections are added. A host serving such a component resets the
+/// whole of each freed memory in place instead (figures: the README's
+/// "Services in Python and JavaScript").
+pub const BULK_RESET_FROM: u64 = 12 << 20;
+/// The most a bulk reset keeps resident per slot.
+pub const MAX_BULK_KEEP_RESIDENT: u64 = 64 << 20;
+
+/// How freed instance memory is made fresh for the next instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryReset {
+    /// Bytes of each freed memory reset in place rather than returned to
+    /// the kernel (0: `madvise` everything).
+    pub keep_resident: usize,
+    /// Reset only the pages written since (found with `PAGEMAP_SCAN`,
+    /// where the kernel has it), rather than all `keep_resident` bytes.
+    pub scan: bool,
+}
+
+impl MemoryReset {
+    /// For a host whose start-up components' memories start at most at
+    /// `largest_initial` bytes: pages found by scan within 2 MiB, or, from
+    /// [`BULK_RESET_FROM`], every byte up to that size rounded up to MiB.
+    pub fn for_components(largest_initial: u64) -> MemoryReset {
+        if largest_initial >= BULK_RESET_FROM {
+            let keep = largest_initial.div_ceil(1 << 20) << 20;
+            MemoryReset {
+                keep_resident: keep.min(MAX_BULK_KEEP_RESIDENT) as usize,
+                scan: false,
+            }
+        } else {
+            MemoryReset {
+                keep_resident: DEFAULT_KEEP_RESIDENT,
+                scan: true,
+            }
+        }
+    }
+}
 /// How often a cluster host renews its lease.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(2000);
 /// How long a cluster host's lease lasts without renewal: a host that
@@ -99,8 +141,10 @@ pub struct Config {
     /// Instances alive at once, host-wide (sizes the pooling allocator).
     pub max_instances: u32,
     /// Bytes of each freed linear-memory slot reset in place rather than
-    /// returned to the kernel (0: always `madvise`).
-    pub keep_resident: usize,
+    /// returned to the kernel (0: always `madvise`), with pages found by
+    /// scan. `None`: chosen from the start-up components
+    /// ([`MemoryReset::for_components`]).
+    pub keep_resident: Option<usize>,
     /// Lifetime of tokens issued by Core auth.
     pub token_ttl: Duration,
     /// What an audit event survives once its request has been answered.
@@ -417,7 +461,7 @@ impl Config {
             imports: Vec::new(),
             sandbox: Sandbox::default(),
             max_instances: DEFAULT_MAX_INSTANCES,
-            keep_resident: DEFAULT_KEEP_RESIDENT,
+            keep_resident: None,
             token_ttl: DEFAULT_TOKEN_TTL,
             audit_durability: crate::core::audit::Durability::Full,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
@@ -463,6 +507,21 @@ mod tests {
             }
         );
         assert_eq!(sandbox.max_memory(), 128 << 20);
+    }
+
+    #[test]
+    fn memories_like_cpythons_are_reset_whole_and_others_by_scan() {
+        let rust = MemoryReset::for_components(1_114_112);
+        assert_eq!(
+            (rust.keep_resident, rust.scan),
+            (DEFAULT_KEEP_RESIDENT, true)
+        );
+        let js = MemoryReset::for_components(9_502_720);
+        assert!(js.scan);
+        let python = MemoryReset::for_components(14_548_992);
+        assert_eq!((python.keep_resident, python.scan), (14 << 20, false));
+        let huge = MemoryReset::for_components(1 << 30);
+        assert_eq!(huge.keep_resident as u64, MAX_BULK_KEEP_RESIDENT);
     }
 
     #[test]

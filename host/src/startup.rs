@@ -2,7 +2,7 @@
 //! HTTP front, deploys the given components, restores what was active when
 //! the host last stopped, and serves until shutdown.
 
-use crate::config::Config;
+use crate::config::{Config, MemoryReset};
 use crate::core::audit::AuditLog;
 use crate::core::auth::{Auth, AuthConfig};
 use crate::core::cluster::{self, Cluster};
@@ -40,24 +40,6 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let (core, auth_sync) = open_core(&config, addr).await?;
     let (audit, cluster) = (core.audit.clone(), core.cluster.clone());
-    let engine = WasmEngine::new(
-        config.max_instances,
-        config.sandbox.max_memory(),
-        config.keep_resident,
-        &config
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| data_dir.join("cache")),
-    )
-    .context("starting wasmtime")?;
-    let mut record = Deployments::open(data_dir).context("opening the deployment record")?;
-    let before = record.snapshot();
-    if let Some(cluster) = &cluster {
-        // Versions and the active one are the cluster's.
-        record = record.with_cluster(ClusterRecord::new(cluster.pool(), cluster.host_id()));
-    }
-    let runtime = Runtime::new(engine, core, config.sandbox.clone(), record)?;
-    let app = App::new(runtime.clone());
     // Absolute paths: they are the services' sources, matched by the watcher.
     let files: Vec<PathBuf> = config
         .components
@@ -80,6 +62,40 @@ pub async fn run(
         found.sort();
         to_deploy.extend(found);
     }
+    let reset = match config.keep_resident {
+        Some(keep_resident) => MemoryReset {
+            keep_resident,
+            scan: true,
+        },
+        None => MemoryReset::for_components(largest_initial_memory(&to_deploy)),
+    };
+    tracing::info!(
+        "freed instance memory: {} KiB kept resident, reset {}",
+        reset.keep_resident >> 10,
+        if reset.scan {
+            "where written (scan)"
+        } else {
+            "whole"
+        }
+    );
+    let engine = WasmEngine::new(
+        config.max_instances,
+        config.sandbox.max_memory(),
+        reset,
+        &config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("cache")),
+    )
+    .context("starting wasmtime")?;
+    let mut record = Deployments::open(data_dir).context("opening the deployment record")?;
+    let before = record.snapshot();
+    if let Some(cluster) = &cluster {
+        // Versions and the active one are the cluster's.
+        record = record.with_cluster(ClusterRecord::new(cluster.pool(), cluster.host_id()));
+    }
+    let runtime = Runtime::new(engine, core, config.sandbox.clone(), record)?;
+    let app = App::new(runtime.clone());
     // Every file that cannot run is refused before the listening line.
     for path in &to_deploy {
         runtime.check_file(path)?;
@@ -154,6 +170,18 @@ pub async fn run(
     }
     audit.flush().await.context("flushing the audit log")?;
     Ok(())
+}
+
+/// The largest initial linear memory of the component files (unreadable
+/// or invalid ones count as nothing here; they are refused later).
+fn largest_initial_memory(files: &[PathBuf]) -> u64 {
+    files
+        .iter()
+        .filter_map(|f| std::fs::read(f).ok())
+        .filter_map(|bytes| crate::runtime::component::inspect(&bytes, "").ok())
+        .map(|shape| shape.min_memory)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Opens Core for this run: the data directory, this host's identity, the

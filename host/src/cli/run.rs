@@ -44,9 +44,12 @@ pub struct RunArgs {
     #[arg(long, env = "HMS_MAX_INSTANCES", default_value_t = config::DEFAULT_MAX_INSTANCES)]
     max_instances: u32,
     /// KiB of each freed instance memory kept resident and reset in place
-    /// for the next instance; 0 hands every freed page back with madvise.
-    #[arg(long, env = "HMS_POOL_KEEP_RESIDENT_KB", default_value_t = (config::DEFAULT_KEEP_RESIDENT >> 10) as u64)]
-    pool_keep_resident_kb: u64,
+    /// for the next instance (the pages written, found by scan); 0 hands
+    /// every freed page back with madvise. Default: 2048, or for a host
+    /// serving a component whose memory starts at 12 MiB or more (a Python
+    /// one) all of that memory, reset whole.
+    #[arg(long, env = "HMS_POOL_KEEP_RESIDENT_KB")]
+    pool_keep_resident_kb: Option<u64>,
     /// Directory of compiled components (default: `cache` in the data
     /// directory). Artifacts are named by digest and engine settings, so
     /// several data directories or hosts on one machine may share one.
@@ -151,7 +154,7 @@ pub async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         imports: args.imports,
         sandbox,
         max_instances: args.max_instances,
-        keep_resident: (args.pool_keep_resident_kb << 10) as usize,
+        keep_resident: args.pool_keep_resident_kb.map(|kb| (kb << 10) as usize),
         token_ttl: Duration::from_secs(args.token_ttl_secs),
         audit_durability: args.audit_durability,
         header_timeout: Duration::from_secs(args.header_timeout_secs),

@@ -2,6 +2,7 @@
 //! a ticker thread, and compiled components cached on disk so a restart does
 //! not recompile.
 
+use crate::config::MemoryReset;
 use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -83,12 +84,12 @@ pub struct InstanceNeeds {
 impl WasmEngine {
     /// Builds the engine for up to `max_instances` instances alive at once,
     /// none with more than `max_memory` bytes of linear memory, keeping
-    /// `keep_resident` bytes of each freed memory slot to reset in place;
+    /// each freed memory slot made fresh as `reset` says;
     /// compiled artifacts are cached under `cache_dir`.
     pub fn new(
         max_instances: u32,
         max_memory: u64,
-        keep_resident: usize,
+        reset: MemoryReset,
         cache_dir: &Path,
     ) -> anyhow::Result<WasmEngine> {
         let size = PoolSize::for_instances(max_instances, max_memory);
@@ -100,10 +101,15 @@ impl WasmEngine {
             .total_stacks(size.instances)
             .max_memory_size(max_memory as usize);
         // Freed slots are reset in place (see config::DEFAULT_KEEP_RESIDENT);
-        // PAGEMAP_SCAN, where the kernel has it, finds the pages to rewrite.
-        pool.linear_memory_keep_resident(keep_resident)
+        // PAGEMAP_SCAN, where the kernel has it, finds the pages to rewrite,
+        // unless the components dirty too many (config::BULK_RESET_FROM).
+        pool.linear_memory_keep_resident(reset.keep_resident)
             .table_keep_resident(TABLE_KEEP_RESIDENT)
-            .pagemap_scan(Enabled::Auto);
+            .pagemap_scan(if reset.scan {
+                Enabled::Auto
+            } else {
+                Enabled::No
+            });
         let mut config = Config::new();
         config
             .epoch_interruption(true)
