@@ -91,7 +91,7 @@ def ensure_venv():
 
 
 # What each scenario needs besides hms-host, hms-bench-native and wrk.
-PEERS = {"hello": [ensure_wasmtime], "seed": [ensure_venv]}
+PEERS = {"hello": [ensure_wasmtime], "seed": [ensure_venv], "polyglot": [ensure_wasmtime, ensure_venv]}
 
 
 def free_port():
@@ -498,6 +498,89 @@ def bench_startup(tmp, args):
     print(f"  startup    cold {summary['cold_ms']:.0f} ms  warm {summary['warm_ms']:.0f} ms "
           f"(medians of {args.startup_reps})", flush=True)
     return {"runs": out, **summary}
+
+
+# ---------------------------------------------------------------- polyglot
+
+POLYGLOT = os.path.join(ROOT, "components", "target", "polyglot")  # bench/polyglot/build.sh
+COMPONENTS = os.path.join(ROOT, "components")
+
+
+def start_wasmtime(wasm, tmp):
+    port = free_port()
+    # `-S cli=y`: componentize-py and StarlingMonkey import wasi:cli.
+    return Server("wasmtime serve", [WASMTIME, "serve", "-S", "cli=y", "--addr", f"127.0.0.1:{port}", wasm],
+                  f"http://127.0.0.1:{port}").wait_ready("/")
+
+
+def polyglot_start(wasm, tmp, tag, probe):
+    """Seconds from process start to a healthy host serving `wasm`, with an
+    empty compile cache (cold) then the same data directory again (warm),
+    and the host's resident memory (KiB) after one request to `probe` in
+    each case."""
+    data = os.path.join(tmp, f"start-{tag}")
+    out = {}
+    for kind in ("cold", "warm"):
+        t0 = time.perf_counter()
+        s = Server(f"hms-host {tag}", [HOST_BIN, "run", "--listen", "127.0.0.1:0", "--data-dir", data, wasm],
+                   None, read_lines=1)
+        s.url = s.lines[0].rsplit(" ", 1)[-1]
+        s.wait_ready("/_hms/health", timeout=600)
+        out[f"{kind}_s"] = time.perf_counter() - t0
+        http("GET", s.url + probe)
+        time.sleep(0.5)
+        out[f"{kind}_rss_kb"] = group_memory_kb(s.proc.pid)["VmRSS"]
+        s.stop()
+    return out
+
+
+def bench_polyglot(results, tmp, args):
+    """Python and JavaScript on hms-host: the same hello .wasm against
+    wasmtime serve (and hms-host with the previous 2 MiB keep-resident), the
+    seed flow all-Python against the seed's Flask design, and start-up time
+    and memory of one Python and one JavaScript service."""
+    conns = args.polyglot_conns
+    for lang in ("py", "js"):
+        wasm = os.path.join(POLYGLOT, f"hello-{lang}.wasm")
+        hms = start_hms([wasm], tmp, f"hello-{lang}")
+        old = start_hms([wasm], tmp, f"hello-{lang}-2m", extra=["--pool-keep-resident-kb", "2048"])
+        wt = start_wasmtime(wasm, tmp)
+        try:
+            compare(results, f"hello-{lang}", [("hms-host", hms.url + f"/hello-{lang}/", "", [hms]),
+                                             ("hms-host keep 2 MiB", old.url + f"/hello-{lang}/", "", [old]),
+                                             ("wasmtime serve", wt.url + "/", "", [wt])], conns, args)
+        finally:
+            for s in (hms, old, wt):
+                s.stop()
+
+    comps = [os.path.join(COMPONENTS, "identity-py.wasm"), os.path.join(COMPONENTS, "report-py.wasm")]
+    hms = start_hms(comps, tmp, "seed-py")
+    flask = []
+    try:
+        cport, iport, rport = free_port(), free_port(), free_port()
+        env = {"HMS_BENCH_CORE": f"http://127.0.0.1:{cport}", "HMS_BENCH_LOG": os.path.join(tmp, "flask-py.jsonl")}
+        flask.append(gunicorn("core:app", cport, env, 1).wait_ready("/discover/none", ok=(404,)))
+        flask.append(gunicorn("identity:app", iport, dict(env, HMS_BENCH_PORT=str(iport)), args.flask_workers)
+                     .wait_ready("/identity/verify", "POST", ID_BODY, ok=(401,)))
+        flask.append(gunicorn("report:app", rport, env, args.flask_workers)
+                     .wait_ready("/reports/identity-check", "POST", ID_BODY))
+        compare(results, "seed-py", [("hms-host", hms.url + "/reports/identity-check", "", [hms]),
+                                     ("flask+gunicorn (3 procs)", flask[-1].url + "/reports/identity-check", "",
+                                      flask)],
+                conns, args, "POST", ID_BODY)
+    finally:
+        for s in (hms, *flask):
+            s.stop()
+
+    starts = {}
+    for tag, wasm, probe in (("rust", os.path.join(WASM, "hello.wasm"), "/hello/"),
+                             ("python", os.path.join(COMPONENTS, "identity-py.wasm"), "/identity/verify"),
+                             ("js", os.path.join(COMPONENTS, "notice-js.wasm"), "/notices")):
+        starts[tag] = polyglot_start(wasm, tmp, tag, probe)
+        st = starts[tag]
+        print(f"  start {tag:<7} cold {st['cold_s']:.1f} s ({st['cold_rss_kb'] // 1024} MiB)  "
+              f"warm {st['warm_s']:.2f} s ({st['warm_rss_kb'] // 1024} MiB)", flush=True)
+    return starts
 
 
 # ---------------------------------------------------------------- scale
@@ -1139,7 +1222,7 @@ def times(x):
     return "—" if x is None else f"{x:.2f}×"
 
 
-def markdown(results, startup, swap, meta, attack=None, store=None, scale=None):
+def markdown(results, startup, swap, meta, attack=None, store=None, scale=None, polyglot=None):
     lines = [f"Run {meta['time']} on {meta['machine']}; wrk {meta['seconds']} s per run, "
              f"{meta['reps']} alternating rounds, medians."]
     own_tables = ("attack", "store")
@@ -1231,6 +1314,14 @@ def markdown(results, startup, swap, meta, attack=None, store=None, scale=None):
             f = scale["failed"]
             lines += ["", f"FAILED with {f['components']} components ({f['kind']} start, rep {f['rep']}): "
                           f"`{f['error']}`"]
+    if polyglot:
+        lines += ["", "Start-up of one service (process start to healthy) and the host's resident memory after "
+                      "one request: cold (empty compile cache) and warm (the same data directory again).", "",
+                  "| service | cold start s | warm start s | RSS after cold start MiB | RSS after warm start MiB |",
+                  "|---|---:|---:|---:|---:|"]
+        for tag, st in polyglot.items():
+            lines.append(f"| {tag} | {st['cold_s']:.1f} | {st['warm_s']:.2f} | {st['cold_rss_kb'] / 1024:.0f} | "
+                         f"{st['warm_rss_kb'] / 1024:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -1240,9 +1331,11 @@ def main():
     p.add_argument("--reps", type=int, default=3, help="alternating rounds per comparison")
     p.add_argument("--conns", type=int, nargs="+", default=[1, 32], help="connection counts")
     scenarios = ["hello", "identity", "logging", "seed", "swap", "startup", "attack", "store", "scale", "cluster",
-                 "baseline"]
+                 "polyglot", "baseline"]
     p.add_argument("--only", nargs="+", default=scenarios[:-1], choices=scenarios, metavar="SCENARIO",
                    help=f"scenarios to run, of: {' '.join(scenarios)}")
+    p.add_argument("--polyglot-conns", type=int, nargs="+", default=[1, 8],
+                   help="connection counts of the polyglot scenario")
     p.add_argument("--flask-workers", type=int, default=2, help="gunicorn workers per Flask service")
     p.add_argument("--startup-reps", type=int, default=5, help="starts per measurement in startup and scale")
     p.add_argument("--scale-load-seconds", type=int, default=3,
@@ -1261,7 +1354,7 @@ def main():
     # Installed before anything is measured, so no run waits on an install.
     for ensure in dict.fromkeys(e for name in args.only for e in PEERS.get(name, [])):
         ensure()
-    results, startup, swap, attack, store, scale, cluster = [], None, None, None, None, None, None
+    results, startup, swap, attack, store, scale, cluster, polyglot = [], None, None, None, None, None, None, None
     with tempfile.TemporaryDirectory(prefix="hms-bench-") as tmp:
         for name in args.only:
             print(f"== {name}", flush=True)
@@ -1277,6 +1370,8 @@ def main():
                 scale = bench_scale(tmp, args)
             elif name == "cluster":
                 cluster = bench_cluster(results, tmp, args)
+            elif name == "polyglot":
+                polyglot = bench_polyglot(results, tmp, args)
             else:
                 {"hello": bench_hello, "identity": bench_identity, "logging": bench_logging,
                  "seed": bench_seed, "baseline": bench_baseline}[name](results, tmp, args)
@@ -1286,13 +1381,13 @@ def main():
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     meta = {"time": now, "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
             "seconds": args.seconds, "reps": args.reps, "conns": args.conns, "attack_conns": args.attack_conns}
-    if "hello" in args.only:  # the only scenario with wasmtime serve
+    if "hello" in args.only or "polyglot" in args.only:  # the scenarios with wasmtime serve
         meta["wasmtime"] = subprocess.check_output([WASMTIME, "--version"], text=True).strip()
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{now}.json"), "w") as f:
         json.dump({"meta": meta, "results": results, "startup": startup, "swap": swap, "attack": attack,
-                   "store": store, "scale": scale, "cluster": cluster}, f, indent=1)
-    table = markdown(results, startup, swap, meta, attack, store, scale)
+                   "store": store, "scale": scale, "cluster": cluster, "polyglot": polyglot}, f, indent=1)
+    table = markdown(results, startup, swap, meta, attack, store, scale, polyglot)
     with open(os.path.join(args.out, "latest.md"), "w") as f:
         f.write(table)
     print("\n" + table)

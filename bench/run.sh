@@ -9,5 +9,6 @@ cd "$(dirname "$0")/.."
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 scripts/build-components.sh >/dev/null
+bench/polyglot/build.sh >/dev/null
 cargo build --release --locked -p hms-host -p hms-bench-native
 exec python3 bench/bench.py "$@"
