@@ -373,6 +373,26 @@ def bench_logging(results, tmp, args):
             s.stop()
 
 
+def start_flask(tmp, args, tag):
+    """The seed's Flask design (bench/flask): Core, identity and report under
+    gunicorn, each ready; report last. Its log goes to TMP/TAG.jsonl."""
+    cport, iport, rport = free_port(), free_port(), free_port()
+    env = {"HMS_BENCH_CORE": f"http://127.0.0.1:{cport}", "HMS_BENCH_LOG": os.path.join(tmp, f"{tag}.jsonl")}
+    procs = []
+    try:
+        # Core keeps the registry in memory: one worker, so all see it.
+        procs.append(gunicorn("core:app", cport, env, 1).wait_ready("/discover/none", ok=(404,)))
+        procs.append(gunicorn("identity:app", iport, dict(env, HMS_BENCH_PORT=str(iport)), args.flask_workers)
+                     .wait_ready("/identity/verify", "POST", ID_BODY, ok=(401,)))
+        procs.append(gunicorn("report:app", rport, env, args.flask_workers)
+                     .wait_ready("/reports/identity-check", "POST", ID_BODY))
+    except BaseException:
+        for p in procs:
+            p.stop()
+        raise
+    return procs
+
+
 def bench_seed(results, tmp, args):
     comps = [os.path.join(WASM, "identity.wasm"), os.path.join(WASM, "report.wasm")]
     hms = start_hms(comps, tmp, "seed")
@@ -382,14 +402,7 @@ def bench_seed(results, tmp, args):
     native_in = start_native("seed", tmp).wait_ready("/reports/identity-check", "POST", ID_BODY)
     flask = []
     try:
-        cport, iport, rport = free_port(), free_port(), free_port()
-        env = {"HMS_BENCH_CORE": f"http://127.0.0.1:{cport}", "HMS_BENCH_LOG": os.path.join(tmp, "flask.jsonl")}
-        # Core keeps the registry in memory: one worker, so all see it.
-        flask.append(gunicorn("core:app", cport, env, 1).wait_ready("/discover/none", ok=(404,)))
-        flask.append(gunicorn("identity:app", iport, dict(env, HMS_BENCH_PORT=str(iport)), args.flask_workers)
-                     .wait_ready("/identity/verify", "POST", ID_BODY, ok=(401,)))
-        flask.append(gunicorn("report:app", rport, env, args.flask_workers)
-                     .wait_ready("/reports/identity-check", "POST", ID_BODY))
+        flask = start_flask(tmp, args, "flask")
         compare(results, "seed", [("hms-host", hms.url + "/reports/identity-check", "", [hms]),
                                   ("flask+gunicorn (3 procs)", flask[-1].url + "/reports/identity-check", "", flask),
                                   ("native axum, 2 procs", native_rp.url + "/reports/identity-check", "",
@@ -506,7 +519,7 @@ POLYGLOT = os.path.join(ROOT, "components", "target", "polyglot")  # bench/polyg
 COMPONENTS = os.path.join(ROOT, "components")
 
 
-def start_wasmtime(wasm, tmp):
+def start_wasmtime(wasm):
     port = free_port()
     # `-S cli=y`: componentize-py and StarlingMonkey import wasi:cli.
     return Server("wasmtime serve", [WASMTIME, "serve", "-S", "cli=y", "--addr", f"127.0.0.1:{port}", wasm],
@@ -544,7 +557,7 @@ def bench_polyglot(results, tmp, args):
         wasm = os.path.join(POLYGLOT, f"hello-{lang}.wasm")
         hms = start_hms([wasm], tmp, f"hello-{lang}")
         old = start_hms([wasm], tmp, f"hello-{lang}-2m", extra=["--pool-keep-resident-kb", "2048"])
-        wt = start_wasmtime(wasm, tmp)
+        wt = start_wasmtime(wasm)
         try:
             compare(results, f"hello-{lang}", [("hms-host", hms.url + f"/hello-{lang}/", "", [hms]),
                                              ("hms-host keep 2 MiB", old.url + f"/hello-{lang}/", "", [old]),
@@ -557,13 +570,7 @@ def bench_polyglot(results, tmp, args):
     hms = start_hms(comps, tmp, "seed-py")
     flask = []
     try:
-        cport, iport, rport = free_port(), free_port(), free_port()
-        env = {"HMS_BENCH_CORE": f"http://127.0.0.1:{cport}", "HMS_BENCH_LOG": os.path.join(tmp, "flask-py.jsonl")}
-        flask.append(gunicorn("core:app", cport, env, 1).wait_ready("/discover/none", ok=(404,)))
-        flask.append(gunicorn("identity:app", iport, dict(env, HMS_BENCH_PORT=str(iport)), args.flask_workers)
-                     .wait_ready("/identity/verify", "POST", ID_BODY, ok=(401,)))
-        flask.append(gunicorn("report:app", rport, env, args.flask_workers)
-                     .wait_ready("/reports/identity-check", "POST", ID_BODY))
+        flask = start_flask(tmp, args, "flask-py")
         compare(results, "seed-py", [("hms-host", hms.url + "/reports/identity-check", "", [hms]),
                                      ("flask+gunicorn (3 procs)", flask[-1].url + "/reports/identity-check", "",
                                       flask)],

@@ -181,16 +181,11 @@ fn a_plain_component_gets_a_valid_name_and_its_routes_from_the_config() {
         (200, "/echo".into())
     );
     assert_eq!(hello_path(&host, "/greeter"), (200, "/".into()));
-    let services = block_on(
-        host.client()
-            .call(http::Method::GET, "/_hms/services", None),
-    )
-    .unwrap();
-    let names: Vec<&str> = services["services"]
-        .as_array()
+    let names: Vec<String> = block_on(host.client().services())
         .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
+        .services
+        .into_iter()
+        .map(|e| e.name)
         .collect();
     assert_eq!(names, ["greeter", "p2-api-proxy"]);
 
