@@ -50,6 +50,8 @@ pub const DEFAULT_STORE_QUOTA: u64 = 64 << 20;
 pub const DEFAULT_MAX_KEY_BYTES: usize = 1024;
 pub const DEFAULT_MAX_VALUE_BYTES: u64 = 1 << 20;
 /// Lifetime of issued tokens: short, so a leaked token is soon useless.
+/// Default interval between signed audit checkpoints.
+pub const DEFAULT_CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 /// Time a client has to send each request head, idle keep-alive time
 /// included: a connection that trickles its headers or sits silent longer is
@@ -149,6 +151,9 @@ pub struct Config {
     pub token_ttl: Duration,
     /// What an audit event survives once its request has been answered.
     pub audit_durability: crate::core::audit::Durability,
+    /// How often the audit log signs a checkpoint of what it committed
+    /// since the last one (one more is signed at shutdown).
+    pub checkpoint_every: Duration,
     /// Time a client has to send each request head.
     pub header_timeout: Duration,
     /// Cluster mode: shared state in PostgreSQL. `None`: standalone.
@@ -464,6 +469,7 @@ impl Config {
             keep_resident: None,
             token_ttl: DEFAULT_TOKEN_TTL,
             audit_durability: crate::core::audit::Durability::Full,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             cluster: None,
         }

@@ -169,6 +169,11 @@ pub async fn run(
         cluster.leave().await;
     }
     audit.flush().await.context("flushing the audit log")?;
+    // Whatever came since the last checkpoint is covered before stopping.
+    audit
+        .checkpoint()
+        .await
+        .context("signing the last audit checkpoint")?;
     Ok(())
 }
 
@@ -235,6 +240,7 @@ async fn open_core(
         ),
     }
     .context("opening the audit log")?;
+    audit.sign_checkpoints(auth.checkpoint_signer(), config.checkpoint_every);
     let auth_sync = cluster.as_ref().map(|_| auth.spawn_sync());
     let registry = Registry::new(addr);
     let core = Core {

@@ -438,7 +438,7 @@ fn acknowledged_store_writes_and_audit_events_survive_kill_9_of_postgres() {
                         let refusal = r.body.to_string();
                         let why = match r.status.as_u16() {
                             409 => r.body["kind"] == "unavailable",
-                            503 => r.body["code"] == "unavailable",
+                            503 => r.body["code"] == "audit_unavailable",
                             // report: identity's store was unavailable.
                             502 => refusal.contains("store_unavailable"),
                             _ => false,
@@ -516,7 +516,7 @@ fn with_postgres_down_nobody_is_evicted_and_serving_resumes_when_it_is_back() {
     let r = probe(&h2, serde_json::json!({"op": "get", "key": "k"}));
     assert_eq!(
         (r.status.as_u16(), r.body["code"].as_str()),
-        (503, Some("unavailable")),
+        (503, Some("audit_unavailable")),
         "{:?}",
         r.body
     );
@@ -552,7 +552,7 @@ fn with_postgres_down_nobody_is_evicted_and_serving_resumes_when_it_is_back() {
     let hello = block_on(h2.client().send(http::Method::GET, "/hello/", None, &[])).unwrap();
     assert_eq!(
         (hello.status.as_u16(), hello.body["code"].as_str()),
-        (503, Some("unavailable")),
+        (503, Some("audit_unavailable")),
         "{:?}",
         hello.body
     );
@@ -669,14 +669,14 @@ fn a_host_cut_off_from_the_database_serves_nothing_and_refuses_api_keys_until_it
     let r = verify_on(&host, &token);
     assert_eq!(
         (r.status.as_u16(), r.body["code"].as_str()),
-        (503, Some("unavailable")),
+        (503, Some("audit_unavailable")),
         "{:?}",
         r.body
     );
     let r = token_for(&host, &key.api_key);
     assert_eq!(
         (r.status.as_u16(), r.body["code"].as_str()),
-        (503, Some("unavailable"))
+        (503, Some("audit_unavailable"))
     );
 
     pg.pg("restart");

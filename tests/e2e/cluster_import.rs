@@ -25,7 +25,7 @@ fn a_standalone_host_moves_into_a_cluster_with_its_data_keys_versions_and_audit_
     let mut components = seed_components();
     components.push(component("store_probe"));
     let standalone_dir = temp_dir("standalone");
-    let host = Host::start_with(&components, &standalone_dir, &[]);
+    let host = Host::start_with(&components, &standalone_dir, &["--checkpoint-secs", "1"]);
     let r = probe(
         &host,
         serde_json::json!({"op": "set", "key": "kept", "value": "yes"}),
@@ -49,6 +49,8 @@ fn a_standalone_host_moves_into_a_cluster_with_its_data_keys_versions_and_audit_
         &serde_json::json!({"id": "C12345"}),
     );
     assert_eq!(r.status, 200, "{:?}", r.body);
+    // A signed checkpoint of the standalone chain, to come along.
+    std::thread::sleep(std::time::Duration::from_millis(1300));
     let old_events = host.events("limit=1000");
     let old_head = old_events.last().unwrap().clone();
     let admin_token = std::fs::read_to_string(standalone_dir.join("admin.token")).unwrap();
@@ -120,6 +122,12 @@ fn a_standalone_host_moves_into_a_cluster_with_its_data_keys_versions_and_audit_
     );
     let seqs: Vec<u64> = chain.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=chain.len() as u64).collect::<Vec<_>>());
+    // With its checkpoints: the moved chain still verifies, signed by the
+    // key the host kept.
+    let out = h2.cli(&["audit", "verify", "--host-id", host_id]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(!said.contains(", 0 checkpoints"), "{said}");
 
     // Another standalone log under the same host id is refused.
     let other_dir = temp_dir("other");

@@ -278,3 +278,31 @@ pub fn new_key(host: &Host, service: &str) -> String {
 pub fn seed_components() -> Vec<PathBuf> {
     vec![component("identity"), component("report")]
 }
+
+/// Of the seed requests whose trace ids are `answered`, those that do not
+/// have events of both identity-service and report-service in `host`'s log.
+pub fn answered_without_events(host: &Host, answered: &[String]) -> Vec<String> {
+    let mut per_trace: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        Default::default();
+    let mut after = 0;
+    loop {
+        let page = host.events(&format!("after={after}&limit=1000"));
+        let Some(last) = page.last() else { break };
+        after = last["seq"].as_u64().unwrap();
+        for e in &page {
+            per_trace
+                .entry(e["trace_id"].as_str().unwrap().to_string())
+                .or_default()
+                .insert(e["service"].as_str().unwrap().to_string());
+        }
+    }
+    answered
+        .iter()
+        .filter(|t| {
+            per_trace
+                .get(*t)
+                .is_none_or(|s| !(s.contains("identity-service") && s.contains("report-service")))
+        })
+        .cloned()
+        .collect()
+}

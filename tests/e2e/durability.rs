@@ -4,7 +4,6 @@
 use crate::common::*;
 use http::Method;
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,27 +81,7 @@ fn kill_9_under_load(flags: &[&str]) {
     drop(host);
 
     let host = Host::start_with(&seed_components(), &data_dir, flags);
-    let mut per_trace: HashMap<String, HashSet<String>> = HashMap::new();
-    let mut after = 0;
-    loop {
-        let page = host.events(&format!("after={after}&limit=1000"));
-        let Some(last) = page.last() else { break };
-        after = last["seq"].as_u64().unwrap();
-        for e in &page {
-            per_trace
-                .entry(e["trace_id"].as_str().unwrap().to_string())
-                .or_default()
-                .insert(e["service"].as_str().unwrap().to_string());
-        }
-    }
-    let missing: Vec<&String> = answered
-        .iter()
-        .filter(|t| {
-            per_trace
-                .get(*t)
-                .is_none_or(|s| !(s.contains("identity-service") && s.contains("report-service")))
-        })
-        .collect();
+    let missing = answered_without_events(&host, &answered);
     assert!(
         missing.is_empty(),
         "{} of {} answered requests lost events, e.g. {:?}",

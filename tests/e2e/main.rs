@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `hms-host` binary, real components, real HTTP.
 
+mod audit;
 mod cluster;
 mod cluster_calls;
 mod cluster_deploys;

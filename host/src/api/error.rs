@@ -39,6 +39,10 @@ pub enum ApiError {
     HeadersTooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The audit log cannot be written, so nothing is done that it would
+    /// have to record: retry in a moment.
+    #[error("{0}")]
+    AuditUnavailable(String),
     /// Every instance slot of a service is in use: retry in a moment.
     #[error("{0}")]
     Busy(String),
@@ -73,7 +77,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::AuditUnavailable(_) | ApiError::Busy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::ResponseTooLarge(_) => StatusCode::BAD_GATEWAY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -95,6 +101,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::AuditUnavailable(_) => "audit_unavailable",
             ApiError::Busy(_) => "busy",
             ApiError::Timeout(_) => "timeout",
             ApiError::ResponseTooLarge(_) => "response_too_large",
@@ -123,8 +130,9 @@ impl ApiError {
             ApiError::TooManyRequests {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
-            // A slot of a busy service frees up as soon as a request ends.
-            ApiError::Busy(_) => Some(1),
+            // A slot of a busy service frees up as soon as a request ends;
+            // a failed audit commit is retried every 250 ms.
+            ApiError::Busy(_) | ApiError::AuditUnavailable(_) => Some(1),
             _ => None,
         }
     }

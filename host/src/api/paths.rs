@@ -10,6 +10,7 @@ pub const JWKS: &str = "/_hms/auth/jwks";
 pub const KEYS: &str = "/_hms/keys";
 pub const SERVICES: &str = "/_hms/services";
 pub const EVENTS: &str = "/_hms/events";
+pub const AUDIT_EXPORT: &str = "/_hms/audit/export";
 pub const OPENAPI: &str = "/_hms/openapi.json";
 pub const CLUSTER: &str = "/_hms/cluster";
 pub const PLACEMENT: &str = "/_hms/placement";
@@ -69,6 +70,23 @@ pub fn events(q: &super::types::EventQuery) -> String {
         EVENTS.to_string()
     } else {
         format!("{EVENTS}?{}", query.join("&"))
+    }
+}
+
+/// `/_hms/audit/export?...` for the given range.
+pub fn audit_export(q: &super::types::AuditExportQuery) -> String {
+    let query: Vec<String> = [
+        ("host", q.host.clone()),
+        ("from_seq", q.from_seq.map(|n| n.to_string())),
+        ("to_seq", q.to_seq.map(|n| n.to_string())),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some(format!("{k}={}", escape(&v?))))
+    .collect();
+    if query.is_empty() {
+        AUDIT_EXPORT.to_string()
+    } else {
+        format!("{AUDIT_EXPORT}?{}", query.join("&"))
     }
 }
 

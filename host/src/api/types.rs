@@ -203,6 +203,18 @@ pub struct EventList {
     pub cursor: String,
 }
 
+/// The query of `GET /_hms/audit/export`: which part of which chains.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditExportQuery {
+    /// Only this host's chain (default: every chain the log holds).
+    pub host: Option<String>,
+    /// First `seq` of each chain (default 1).
+    pub from_seq: Option<u64>,
+    /// Last `seq` of each chain (default: its end).
+    pub to_seq: Option<u64>,
+}
+
 /// The query of `GET /_hms/events`. (Not `#[serde(flatten)]`: flattening
 /// loses number parsing in query strings.)
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]

@@ -32,6 +32,8 @@ pub enum ClientError {
         url: String,
         source: serde_json::Error,
     },
+    #[error("writing the answer: {0}")]
+    Write(std::io::Error),
     #[error("{status}: {message}")]
     Api {
         status: StatusCode,
@@ -119,6 +121,24 @@ impl Client {
         body: Bytes,
         headers: &[(&str, &str)],
     ) -> Result<(http::response::Parts, Bytes), ClientError> {
+        let (url, resp) = self.open(method, path, body, headers).await?;
+        let (parts, body) = resp.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|source| ClientError::Read { url, source })?
+            .to_bytes();
+        Ok((parts, bytes))
+    }
+
+    /// Sends a request; the answer's head, its body still to be read.
+    async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        headers: &[(&str, &str)],
+    ) -> Result<(String, http::Response<hyper::body::Incoming>), ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut req = http::Request::builder().method(method).uri(&url);
         if let Some(token) = &self.bearer {
@@ -138,13 +158,7 @@ impl Client {
                 url: url.clone(),
                 source,
             })?;
-        let (parts, body) = resp.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|source| ClientError::Read { url, source })?
-            .to_bytes();
-        Ok((parts, bytes))
+        Ok((url, resp))
     }
 
     /// Sends a request; a non-2xx answer becomes [`ClientError::Api`].
@@ -335,6 +349,37 @@ impl Client {
             }
             None => self.typed(Method::DELETE, &path, Bytes::new(), &[]).await,
         }
+    }
+
+    /// The audit bundle of `query` (admin), handed to `sink` piece by piece
+    /// as it arrives. A body that breaks off is an error.
+    pub async fn audit_export(
+        &self,
+        query: &AuditExportQuery,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), ClientError> {
+        let path = paths::audit_export(query);
+        let (url, resp) = self.open(Method::GET, &path, Bytes::new(), &[]).await?;
+        let (parts, mut body) = resp.into_parts();
+        if !parts.status.is_success() {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|source| ClientError::Read { url, source })?
+                .to_bytes();
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Err(api_error(parts.status, &body));
+        }
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|source| ClientError::Read {
+                url: url.clone(),
+                source,
+            })?;
+            if let Some(data) = frame.data_ref() {
+                sink(data).map_err(ClientError::Write)?;
+            }
+        }
+        Ok(())
     }
 
     /// Audit events matching `query` (admin).

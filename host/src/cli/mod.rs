@@ -7,6 +7,7 @@
 //! invalid; 3 the host could not be reached. Output into a closed pipe ends
 //! the command quietly with 0.
 
+mod audit;
 pub mod client;
 mod cluster;
 mod data;
@@ -65,6 +66,10 @@ enum Command {
     },
     /// Read the audit log (admin).
     Logs(logs::LogsArgs),
+    /// Export the audit log with its signed checkpoints, or verify such an
+    /// export offline (or a running host's log).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Upload a new version of a service to the running host and swap it in
     /// (admin). A version that fails validation is refused; the old keeps serving.
     Deploy {
@@ -174,6 +179,7 @@ async fn execute(command: Command, host: HostArgs) -> anyhow::Result<()> {
         Command::Token { api_key } => keys::token(&api_key, &host).await,
         Command::Services { json } => services::services(&host, json).await,
         Command::Logs(args) => logs::logs(args, &host).await,
+        Command::Audit(command) => audit::audit(command, &host).await,
         Command::Deploy {
             service,
             file,

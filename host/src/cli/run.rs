@@ -31,6 +31,11 @@ pub struct RunArgs {
     /// crashes, not an OS crash or power loss; much cheaper).
     #[arg(long, env = "HMS_AUDIT_DURABILITY", default_value = "full")]
     audit_durability: Durability,
+    /// Seconds between signed audit checkpoints (each covers the events
+    /// since the previous one; one more is signed at shutdown).
+    #[arg(long, env = "HMS_CHECKPOINT_SECS", default_value_t = config::DEFAULT_CHECKPOINT_EVERY.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_secs: u64,
     /// Seconds a client has to send each request head (idle keep-alive time
     /// included); slower connections are closed.
     #[arg(long, env = "HMS_HEADER_TIMEOUT_SECS", default_value_t = config::DEFAULT_HEADER_TIMEOUT.as_secs())]
@@ -93,6 +98,14 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
+    // A file that may not grow further (RLIMIT_FSIZE) must fail the write
+    // the way a full disk does, not kill the host: with SIGXFSZ ignored the
+    // write returns EFBIG, the audit log holds its events and retries.
+    // SAFETY: installs SIG_IGN for one signal before any thread that could
+    // race on the disposition depends on it.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     for file in &args.components {
         if !file.is_file() {
             bail!("{}: no such component file", file.display());
@@ -157,6 +170,7 @@ pub async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         keep_resident: args.pool_keep_resident_kb.map(|kb| (kb << 10) as usize),
         token_ttl: Duration::from_secs(args.token_ttl_secs),
         audit_durability: args.audit_durability,
+        checkpoint_every: Duration::from_secs(args.checkpoint_secs),
         header_timeout: Duration::from_secs(args.header_timeout_secs),
         cluster,
     };

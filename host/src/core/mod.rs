@@ -56,7 +56,9 @@ impl Core {
             return Some(format!("the audit log cannot be written: {why}"));
         }
         if self.cluster.is_some() && !self.auth.is_current() {
-            return Some("this host cannot reach the cluster database".to_string());
+            return Some(
+                "this host cannot reach the cluster database, which holds its audit log".into(),
+            );
         }
         None
     }

@@ -9,7 +9,7 @@ use crate::core::audit::{Cursor, Query};
 use crate::core::auth::{AuthError, Presenter};
 use crate::core::registry::RegistryError;
 use crate::core::store::{ImportError, StoreError};
-use crate::http::app::{App, audit_refusal, audited};
+use crate::http::app::{App, audit_refusal, audited, refuse_unread};
 use crate::http::error::ApiJson;
 use crate::runtime::DeployError;
 use axum::extract::{
@@ -17,6 +17,7 @@ use axum::extract::{
 };
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -61,6 +62,7 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
                 .layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
         )
         .route("/events", get(events))
+        .route("/audit/export", get(audit_export))
         .route("/openapi.json", get(openapi))
         .route("/cluster", get(cluster_status))
         .route("/placement", get(list_placement))
@@ -71,13 +73,18 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
 
 /// Audit-before-response for the Core API: an action (a deploy, a rollback,
 /// a key created or revoked, an import) is answered only once the events it
-/// logged are durable. Reads answer at once.
+/// logged are durable. Reads answer at once. While the audit log cannot be
+/// written (or, in a cluster, the database reached) an action is refused
+/// before it is done: 503 `audit_unavailable` with `Retry-After`.
 async fn audit_before_response(
     State(app): State<Arc<App>>,
     req: axum::extract::Request,
     next: Next,
 ) -> axum::response::Response {
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+    if !read_only && let Some(why) = app.runtime.core().unavailable() {
+        return refuse_unread(req.headers(), ApiError::AuditUnavailable(why));
+    }
     let response = next.run(req).await;
     if !read_only && let Err(refusal) = audited(&app).await {
         return refusal;
@@ -682,6 +689,50 @@ async fn events(
     }
 }
 
+/// The audit log as a bundle of JSON lines, each chain in `seq` order with
+/// its signed checkpoints, for `hms-host audit verify` (format: README,
+/// "Audit log"). Streamed: a bundle that breaks off ends in an error.
+#[utoipa::path(get, path = "/_hms/audit/export", tag = "audit", security(("admin" = [])), params(AuditExportQuery),
+    responses((status = 200, description = "JSON lines", content_type = "application/x-ndjson", body = String),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn audit_export(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    params: Result<QueryParams<AuditExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let QueryParams(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if let (Some(from), Some(to)) = (params.from_seq, params.to_seq)
+        && from > to
+    {
+        return Err(ApiError::BadRequest(format!(
+            "from_seq {from} is after to_seq {to}"
+        )));
+    }
+    let audit = app.runtime.core().audit.clone();
+    // Everything logged before the export is part of it.
+    audit.flush().await.map_err(audit_refusal)?;
+    let range = crate::core::audit::bundle::Range {
+        host: params.host,
+        from_seq: params.from_seq,
+        to_seq: params.to_seq,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        if let Err(e) = crate::core::audit::bundle::export(&audit, &range, tx.clone()).await {
+            tracing::error!("audit export broke off: {e}");
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [(http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
 /// The OpenAPI description of every route above (see [`crate::http::openapi`]).
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -692,7 +743,7 @@ async fn events(
     paths(
         health, openapi, token, jwks, create_key, list_keys, revoke_key, list_services,
         register_service, unregister_service, deploy_version, list_versions, rollback,
-        service_stats, export_data, import_data, events, cluster_status, list_placement,
+        service_stats, export_data, import_data, events, audit_export, cluster_status, list_placement,
         place, unplace
     ),
     modifiers(&AdminCredential)

@@ -4,14 +4,14 @@
 
 use crate::api::error::ApiError;
 use crate::core::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER, Trace};
-use crate::http::app::{App, audited};
+use crate::http::app::{App, audited, refuse_unread};
 use crate::http::core_api;
 use crate::runtime::forward;
 use crate::runtime::state::Caller;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -101,14 +101,15 @@ async fn serve_component(State(app): State<Arc<App>>, mut req: Request) -> Respo
     let core = app.runtime.core();
     let from_host = forward::caller_of(core, req.headers_mut());
     let mut response = match (from_host, app.runtime.route(req.uri().path())) {
-        (Err(refused), _) => refused.into_response(),
+        (Err(refused), _) => refuse_unread(req.headers(), refused),
         // Nothing it served now could be audited.
         (Ok(_), Some(_)) if let Some(why) = core.unavailable() => {
-            ApiError::Unavailable(why).into_response()
+            refuse_unread(req.headers(), ApiError::AuditUnavailable(why))
         }
-        (Ok(_), None) => {
-            ApiError::NotFound(format!("no service serves {}", req.uri().path())).into_response()
-        }
+        (Ok(_), None) => refuse_unread(
+            req.headers(),
+            ApiError::NotFound(format!("no service serves {}", req.uri().path())),
+        ),
         (Ok(from_host), Some(service)) => {
             let req = req.map(|body| {
                 body.map_err(|e| {

@@ -164,6 +164,16 @@ impl CoreCtx {
             .of(&self.caller.service)
             .map_err(to_wit_store)
     }
+
+    /// The calling service's database, for a write: refused while this
+    /// host cannot audit, so that no write is done that the request's
+    /// events could not record.
+    fn store_to_write(&self) -> Result<Arc<crate::core::store::Db>, wit_store::StoreError> {
+        if let Some(why) = self.core.unavailable() {
+            return Err(wit_store::StoreError::Unavailable(why));
+        }
+        self.store()
+    }
 }
 
 fn to_wit_store(e: StoreError) -> wit_store::StoreError {
@@ -185,11 +195,17 @@ impl wit_store::Host for CoreCtx {
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), wit_store::StoreError> {
-        self.store()?.set(key, value).await.map_err(to_wit_store)
+        self.store_to_write()?
+            .set(key, value)
+            .await
+            .map_err(to_wit_store)
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, wit_store::StoreError> {
-        self.store()?.delete(key).await.map_err(to_wit_store)
+        self.store_to_write()?
+            .delete(key)
+            .await
+            .map_err(to_wit_store)
     }
 
     async fn list_keys(
@@ -215,14 +231,14 @@ impl wit_store::Host for CoreCtx {
         expected: Option<Vec<u8>>,
         value: Vec<u8>,
     ) -> Result<bool, wit_store::StoreError> {
-        self.store()?
+        self.store_to_write()?
             .compare_and_swap(key, expected, value)
             .await
             .map_err(to_wit_store)
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, wit_store::StoreError> {
-        self.store()?
+        self.store_to_write()?
             .increment(key, delta)
             .await
             .map_err(to_wit_store)

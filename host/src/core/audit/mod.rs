@@ -35,11 +35,18 @@
 //! writer raises a time that would go back to the previous event's), which
 //! is what lets a [`Cursor`] page through several chains merged by time.
 //!
+//! Checkpoints ([`checkpoint`]): once given a key ([`AuditLog::sign_checkpoints`])
+//! the writer signs a checkpoint of the events committed since the previous
+//! one at each interval, and when it closes; [`bundle`] exports a chain with
+//! its checkpoints and verifies such an export offline.
+//!
 //! Shutdown: the writer thread stops when the last [`AuditLog`] clone is
 //! dropped; that drop commits whatever is still queued and waits for the
 //! thread. [`AuditLog::close`] is the explicit spelling of the same thing.
 //! Open each chain with only one `AuditLog` at a time.
 
+pub mod bundle;
+pub mod checkpoint;
 pub mod postgres;
 pub mod sqlite;
 
@@ -58,6 +65,8 @@ use crate::base::sync::lock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, watch};
+
+pub use checkpoint::{Checkpoint, Signer};
 
 /// Most events written in one transaction; bounds the time a flush waits
 /// behind a burst.
@@ -320,13 +329,44 @@ trait Storage: Send + Sync + 'static {
     /// Stored events matching `q`: one chain in `seq` order, several merged
     /// by time.
     fn query(self: Arc<Self>, q: Query) -> BoxFuture<Result<Vec<Event>, AuditError>>;
+    /// This host's latest checkpoint. Blocking.
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, AuditError>;
+    /// Stores a checkpoint of this host's chain. Blocking.
+    fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), AuditError>;
+    /// Checkpoints of one chain in `range`, in `to_seq` order.
+    fn checkpoints(
+        self: Arc<Self>,
+        range: CheckpointRange,
+    ) -> BoxFuture<Result<Vec<Checkpoint>, AuditError>>;
+    /// The hosts that have a chain here, by id.
+    fn chains(self: Arc<Self>) -> BoxFuture<Result<Vec<String>, AuditError>>;
+}
+
+/// Which checkpoints of a chain to read: `to_seq` in `after+1..=until`, at
+/// most `limit`.
+#[derive(Clone, Debug)]
+pub struct CheckpointRange {
+    pub host: String,
+    pub after: u64,
+    pub until: u64,
+    pub limit: usize,
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 enum Msg {
-    Event { time_ms: u64, event: NewEvent },
+    Event {
+        time_ms: u64,
+        event: NewEvent,
+    },
     Barrier(oneshot::Sender<Result<(), String>>),
+    /// Sign checkpoints with this key every `every`, and at close.
+    Sign {
+        signer: Signer,
+        every: Duration,
+    },
+    /// Commit what is queued, then checkpoint it now.
+    Checkpoint(oneshot::Sender<Result<Option<Checkpoint>, String>>),
 }
 
 /// Handle to the audit log; clones share one writer thread.
@@ -434,6 +474,7 @@ impl AuditLog {
             host: host.to_string(),
             head,
             stale: false,
+            signing: None,
             durable: durable.clone(),
             commits: commits.clone(),
             failing: failing.clone(),
@@ -512,6 +553,21 @@ impl AuditLog {
             cursor.advance(&page);
             theirs.store(&page).await?;
             copied += page.len() as u64;
+        }
+        // Its checkpoints too, so the imported chain still verifies.
+        let mut after = 0;
+        loop {
+            let page = local
+                .checkpoints(CheckpointRange {
+                    host: host.to_string(),
+                    after,
+                    until: u64::MAX,
+                    limit: MAX_LIMIT,
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.to_seq;
+            theirs.store_checkpoints(&page).await?;
         }
         local.close();
         let head_hash = last.first().map(|e| e.hash.as_str()).unwrap_or_default();
@@ -645,6 +701,42 @@ impl AuditLog {
         }
     }
 
+    /// From now on the writer signs a checkpoint with `signer` every
+    /// `every` (when events were committed since the last one) and one
+    /// more when the log closes.
+    pub fn sign_checkpoints(&self, signer: Signer, every: Duration) {
+        if let Some(tx) = &self.inner.tx {
+            let _ = tx.send(Msg::Sign { signer, every });
+        }
+    }
+
+    /// Commits everything appended before this call, then signs a
+    /// checkpoint of it at once; `None` when nothing new needs one. Fails
+    /// when the log has no signing key ([`AuditLog::sign_checkpoints`]) or
+    /// storing fails.
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {
+        let (done, wait) = oneshot::channel();
+        let tx = self.inner.tx.as_ref().ok_or(AuditError::WriterGone)?;
+        tx.send(Msg::Checkpoint(done))
+            .map_err(|_| AuditError::WriterGone)?;
+        match wait.await {
+            Ok(Ok(checkpoint)) => Ok(checkpoint),
+            Ok(Err(e)) => Err(AuditError::Commit(e)),
+            Err(_) => Err(AuditError::WriterGone),
+        }
+    }
+
+    /// Checkpoints of one chain, in `to_seq` order.
+    pub async fn checkpoints(&self, range: CheckpointRange) -> Result<Vec<Checkpoint>, AuditError> {
+        self.inner.storage.clone().checkpoints(range).await
+    }
+
+    /// The hosts whose chains this log reads: this host standalone, every
+    /// host that ever logged in a cluster.
+    pub async fn chains(&self) -> Result<Vec<String>, AuditError> {
+        self.inner.storage.clone().chains().await
+    }
+
     /// The last durably committed `seq` of this host's chain (0: empty).
     pub fn last_seq(&self) -> u64 {
         *self.inner.durable.borrow()
@@ -667,15 +759,29 @@ struct Writer {
     /// A commit failed: re-read the head before the next one (it may have
     /// been stored after all).
     stale: bool,
+    /// Set once the log has a key to sign checkpoints with.
+    signing: Option<Signing>,
     durable: Arc<watch::Sender<u64>>,
     commits: Arc<AtomicU64>,
     failing: Arc<Mutex<Option<String>>>,
+}
+
+/// The writer's checkpoint schedule.
+struct Signing {
+    signer: Signer,
+    every: Duration,
+    /// When the next checkpoint is due.
+    next: Instant,
+    /// The latest stored checkpoint (`None`: not read yet, or unknown
+    /// after a failed store).
+    last: Option<Option<Checkpoint>>,
 }
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut events: Vec<(u64, NewEvent)> = Vec::new();
         let mut barriers = Vec::new();
+        let mut checkpoint_waiters = Vec::new();
         // When the oldest uncommitted event was queued.
         let mut oldest: Option<Instant> = None;
         // Why the last commit failed, while its events are still queued.
@@ -685,9 +791,16 @@ impl Writer {
             // for yet: block at most until the oldest is LINGER old (or, when
             // storing fails, until the next retry).
             let wait = if failing.is_some() { RETRY } else { LINGER };
-            let msg = match oldest {
+            let deadline = [
+                oldest.map(|since| since + wait),
+                self.signing.as_ref().map(|s| s.next),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let msg = match deadline {
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(since) => rx.recv_timeout(wait.saturating_sub(since.elapsed())),
+                Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
             };
             let closed = match msg {
                 Ok(first) => {
@@ -701,6 +814,15 @@ impl Writer {
                                 events.push((time_ms, event));
                             }
                             Msg::Barrier(done) => barriers.push(done),
+                            Msg::Checkpoint(done) => checkpoint_waiters.push(done),
+                            Msg::Sign { signer, every } => {
+                                self.signing = Some(Signing {
+                                    signer,
+                                    every,
+                                    next: Instant::now() + every,
+                                    last: None,
+                                });
+                            }
                         }
                         next = if events.len() < MAX_BATCH {
                             rx.try_recv().ok()
@@ -713,7 +835,13 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => false,
                 Err(RecvTimeoutError::Disconnected) => true,
             };
-            let due = closed
+            let checkpoint_due = closed
+                || !checkpoint_waiters.is_empty()
+                || self
+                    .signing
+                    .as_ref()
+                    .is_some_and(|s| Instant::now() >= s.next);
+            let due = checkpoint_due
                 || !barriers.is_empty()
                 || events.len() >= MAX_BATCH
                 || oldest.is_some_and(|since| since.elapsed() >= wait);
@@ -740,6 +868,28 @@ impl Writer {
                     let _ = done.send(outcome.clone());
                 }
             }
+            if checkpoint_due {
+                let outcome = match &failing {
+                    Some(why) => Err(why.clone()),
+                    None => self.checkpoint().map_err(|e| e.to_string()),
+                };
+                if let Some(signing) = &mut self.signing {
+                    let after = if outcome.is_ok() {
+                        signing.every
+                    } else {
+                        RETRY
+                    };
+                    signing.next = Instant::now() + after;
+                }
+                if let Err(why) = &outcome
+                    && self.signing.is_some()
+                {
+                    tracing::error!(error = %why, "audit checkpoint failed; retrying");
+                }
+                for done in checkpoint_waiters.drain(..) {
+                    let _ = done.send(outcome.clone());
+                }
+            }
             if closed {
                 if !events.is_empty() {
                     tracing::error!(
@@ -761,6 +911,45 @@ impl Writer {
             events.drain(..n);
         }
         Ok(())
+    }
+
+    /// Signs and stores a checkpoint of the events committed since the
+    /// last one; `None` when there are none, or no key to sign with.
+    fn checkpoint(&mut self) -> Result<Option<Checkpoint>, AuditError> {
+        if self.signing.is_none() {
+            return Err(AuditError::Commit(
+                "this audit log has no key to sign checkpoints with".into(),
+            ));
+        }
+        if self.stale {
+            self.head = self.storage.head()?;
+            self.stale = false;
+        }
+        let signing = self.signing.as_mut().expect("checked above");
+        let last = match &signing.last {
+            Some(last) => last.clone(),
+            None => self.storage.last_checkpoint()?,
+        };
+        signing.last = Some(last.clone());
+        let covered = last.as_ref().map_or(0, |c| c.to_seq);
+        if self.head.seq <= covered {
+            return Ok(None);
+        }
+        let checkpoint = Checkpoint::sign(
+            &signing.signer,
+            &self.host,
+            last.as_ref(),
+            self.head.seq,
+            &self.head.hash,
+            crate::base::clock::unix_millis(),
+        );
+        if let Err(e) = self.storage.insert_checkpoint(&checkpoint) {
+            // It may have been stored after all: read it back next time.
+            signing.last = None;
+            return Err(e);
+        }
+        signing.last = Some(Some(checkpoint.clone()));
+        Ok(Some(checkpoint))
     }
 
     fn commit(&mut self, batch: &[(u64, NewEvent)]) -> Result<(), AuditError> {
@@ -953,7 +1142,249 @@ mod tests {
         flush_with_nothing_appended,
         a_failed_commit_fails_its_flushes_and_is_retried_without_a_gap,
         chains_of_two_hosts_are_read_together_and_the_cursor_misses_nothing,
+        checkpoints_cover_each_commit_once_and_chain_across_reopens,
+        checkpoints_are_signed_on_schedule_and_at_close,
+        an_export_of_every_chain_verifies_and_a_rewritten_chain_does_not,
     );
+
+    fn signer() -> Signer {
+        Signer {
+            kid: "test-key".into(),
+            key: ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng),
+        }
+    }
+
+    fn jwks_of(signers: &[&Signer]) -> bundle::Keys {
+        let jwks = crate::core::auth::Jwks {
+            keys: signers
+                .iter()
+                .map(|s| crate::core::auth::tokens::jwk(&s.kid, &s.key.verifying_key().to_bytes()))
+                .collect(),
+        };
+        bundle::Keys::from_jwks(&jwks).unwrap()
+    }
+
+    /// The bundle of `range` as lines.
+    async fn export_lines(log: &AuditLog, range: bundle::Range) -> Vec<String> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, AuditError>>(16);
+        let reader = tokio::spawn(async move {
+            let mut text = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                text.extend_from_slice(&chunk.unwrap());
+            }
+            String::from_utf8(text).unwrap()
+        });
+        bundle::export(log, &range, tx).await.unwrap();
+        reader.await.unwrap().lines().map(str::to_owned).collect()
+    }
+
+    fn verify(
+        keys: &bundle::Keys,
+        lines: &[String],
+    ) -> Result<Vec<bundle::ChainSummary>, bundle::Problem> {
+        let mut v = bundle::Verifier::new(keys.clone());
+        for line in lines {
+            v.line(line)?;
+        }
+        Ok(v.finish())
+    }
+
+    async fn checkpoints_cover_each_commit_once_and_chain_across_reopens(kind: Backend) {
+        let place = Fixture::new(kind).await;
+        let key = signer();
+        let log = place.log().await;
+        assert!(log.checkpoint().await.is_err(), "no key yet");
+        log.sign_checkpoints(key.clone(), Duration::from_secs(3600));
+        assert_eq!(log.checkpoint().await.unwrap(), None, "nothing to cover");
+        for i in 0..3 {
+            log.append(event("orders", Level::Info, &format!("e{i}"), ""));
+        }
+        let first = log.checkpoint().await.unwrap().expect("covers 1..3");
+        assert_eq!(
+            (first.from_seq, first.to_seq, first.host.as_str()),
+            (1, 3, "h1")
+        );
+        assert_eq!(first.prev_hash, checkpoint::ZERO_HASH);
+        let third = log
+            .query(&Query {
+                cursor: after(2),
+                ..Query::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(first.head_hash, third[0].hash);
+        first.verify(&key.key.verifying_key()).unwrap();
+        assert_eq!(log.checkpoint().await.unwrap(), None, "already covered");
+        log.append(event("orders", Level::Info, "e3", ""));
+        let second = log.checkpoint().await.unwrap().unwrap();
+        assert_eq!((second.from_seq, second.to_seq), (4, 4));
+        assert_eq!(second.prev_hash, first.hash);
+        drop(log);
+
+        // A reopened log continues from the stored checkpoints.
+        let log = place.log().await;
+        log.sign_checkpoints(key.clone(), Duration::from_secs(3600));
+        log.append(event("orders", Level::Info, "e4", ""));
+        let third = log.checkpoint().await.unwrap().unwrap();
+        assert_eq!((third.from_seq, third.to_seq), (5, 5));
+        assert_eq!(third.prev_hash, second.hash);
+        let stored = log
+            .checkpoints(CheckpointRange {
+                host: "h1".into(),
+                after: 0,
+                until: u64::MAX,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, [first, second, third]);
+    }
+
+    async fn checkpoints_are_signed_on_schedule_and_at_close(kind: Backend) {
+        let place = Fixture::new(kind).await;
+        let log = place.log().await;
+        log.sign_checkpoints(signer(), Duration::from_millis(100));
+        log.append(event("orders", Level::Info, "a", ""));
+        log.flush().await.unwrap();
+        let range = || CheckpointRange {
+            host: "h1".into(),
+            after: 0,
+            until: u64::MAX,
+            limit: 100,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.checkpoints(range()).await.unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "no checkpoint within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Idle intervals add nothing.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(log.checkpoints(range()).await.unwrap().len(), 1);
+        // Closing covers what came since.
+        log.append(event("orders", Level::Info, "b", ""));
+        let reader = place.log_of("h2").await;
+        log.close();
+        let all = match kind {
+            Backend::Sqlite => place.log().await.checkpoints(range()).await.unwrap(),
+            Backend::Postgres => reader.checkpoints(range()).await.unwrap(),
+        };
+        assert_eq!(all.iter().map(|c| c.to_seq).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    async fn an_export_of_every_chain_verifies_and_a_rewritten_chain_does_not(kind: Backend) {
+        let place = Fixture::new(kind).await;
+        let hosts: &[&str] = match kind {
+            Backend::Sqlite => &["h1"],
+            Backend::Postgres => &["h1", "h2"],
+        };
+        let keys: Vec<Signer> = hosts
+            .iter()
+            .map(|h| Signer {
+                kid: format!("key-{h}"),
+                ..signer()
+            })
+            .collect();
+        let mut logs = Vec::new();
+        for (host, key) in hosts.iter().zip(&keys) {
+            let log = place.log_of(host).await;
+            log.sign_checkpoints(key.clone(), Duration::from_secs(3600));
+            logs.push(log);
+        }
+        for round in 0..3 {
+            for log in &logs {
+                for i in 0..4 {
+                    log.append(event("orders", Level::Info, &format!("r{round} e{i}"), "t"));
+                }
+                log.checkpoint().await.unwrap().unwrap();
+            }
+        }
+        logs[0].append(event("orders", Level::Info, "tail", ""));
+        logs[0].flush().await.unwrap();
+        let all_keys = jwks_of(&keys.iter().collect::<Vec<_>>());
+        let lines = export_lines(&logs[0], bundle::Range::default()).await;
+        assert_eq!(lines.len(), hosts.len() * (12 + 3) + 1, "{lines:#?}");
+        let summary = verify(&all_keys, &lines).unwrap();
+        assert_eq!(summary.len(), hosts.len());
+        assert_eq!(
+            (
+                summary[0].events,
+                summary[0].checkpoints,
+                summary[0].uncovered
+            ),
+            (13, 3, 1)
+        );
+        // A part of one chain verifies by itself.
+        let part = export_lines(
+            &logs[0],
+            bundle::Range {
+                host: Some("h1".into()),
+                from_seq: Some(3),
+                to_seq: Some(9),
+            },
+        )
+        .await;
+        let summary = verify(&all_keys, &part).unwrap();
+        assert_eq!(
+            (
+                summary[0].first_seq,
+                summary[0].last_seq,
+                summary[0].checkpoints,
+                summary[0].uncovered
+            ),
+            (3, 9, 2, 1)
+        );
+        // Without the other host's key its checkpoints do not verify.
+        if hosts.len() > 1 {
+            let problem = verify(&jwks_of(&[&keys[0]]), &lines).unwrap_err();
+            assert!(problem.why.contains("key-h2"), "{problem}");
+        }
+
+        // Someone with the database rewrites event 6 and every hash after
+        // it: the chain holds, the checkpoint of 5..8 does not.
+        place
+            .tamper("UPDATE {events} SET message = 'forged' WHERE seq = 6 AND message = 'r1 e1'")
+            .await;
+        drop(logs);
+        let log = place.log().await;
+        let mut prev = [0u8; 32];
+        let mut rewritten = Vec::new();
+        for mut e in log
+            .query(&Query {
+                host: Some("h1".into()),
+                limit: Some(100),
+                ..Query::default()
+            })
+            .await
+            .unwrap()
+        {
+            let h = chain_hash(&prev, &e);
+            e.hash = hex::encode(h);
+            prev = h;
+            rewritten.push(e);
+        }
+        for e in &rewritten {
+            let host = if kind == Backend::Sqlite {
+                ""
+            } else {
+                " AND host_id = 'h1'"
+            };
+            place
+                .tamper(&format!(
+                    "UPDATE {{events}} SET hash = '{}' WHERE seq = {}{host}",
+                    e.hash, e.seq
+                ))
+                .await;
+        }
+        assert_eq!(
+            log.verify_chain().await.unwrap(),
+            None,
+            "the chain itself holds"
+        );
+        let lines = export_lines(&log, bundle::Range::default()).await;
+        let problem = verify(&all_keys, &lines).unwrap_err();
+        assert_eq!((problem.host.as_str(), problem.seq), ("h1", 5), "{problem}");
+        assert!(problem.why.contains("rewritten"), "{problem}");
+    }
 
     async fn append_flush_query(kind: Backend) {
         let place = Fixture::new(kind).await;

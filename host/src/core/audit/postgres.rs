@@ -14,7 +14,10 @@
 //! through the runtime's handle, each operation bounded by
 //! [`OP_TIMEOUT`](crate::base::postgres::OP_TIMEOUT).
 
-use super::{AuditError, BoxFuture, Event, Head, Level, Query, Storage, parse_hash};
+use super::checkpoint::Checkpoint;
+use super::{
+    AuditError, BoxFuture, CheckpointRange, Event, Head, Level, Query, Storage, parse_hash,
+};
 use crate::base::postgres::{OP_TIMEOUT, bounded, describe, error_text};
 use deadpool_postgres::Pool;
 use std::sync::Arc;
@@ -22,6 +25,8 @@ use tokio::runtime::Handle;
 use tokio_postgres::types::ToSql;
 
 const COLUMNS: &str = "host_id, seq, time_ms, service, level, message, trace_id, hash";
+const CHECKPOINT_COLUMNS: &str =
+    "host_id, from_seq, to_seq, head_hash, prev_hash, time_ms, kid, hash, signature";
 
 /// One host's chain, and every chain's reader, in the cluster database.
 pub(super) struct PgLog {
@@ -166,6 +171,76 @@ impl PgLog {
         .await
     }
 
+    /// Checkpoints of one chain in `to_seq` order.
+    pub(super) async fn select_checkpoints(
+        &self,
+        range: &CheckpointRange,
+    ) -> Result<Vec<Checkpoint>, AuditError> {
+        bounded(
+            async {
+                let rows = self
+                    .client()
+                    .await?
+                    .query(
+                        &format!(
+                            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints
+                             WHERE host_id = $1 AND to_seq > $2 AND to_seq <= $3
+                             ORDER BY to_seq LIMIT $4"
+                        ),
+                        &[
+                            &range.host,
+                            &(range.after.min(i64::MAX as u64) as i64),
+                            &(range.until.min(i64::MAX as u64) as i64),
+                            &(range.limit as i64),
+                        ],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                Ok(rows.iter().map(checkpoint_from_row).collect())
+            },
+            timed_out,
+        )
+        .await
+    }
+
+    /// Stores checkpoints of this chain as they are (an import copies them).
+    pub(super) async fn store_checkpoints(&self, all: &[Checkpoint]) -> Result<(), AuditError> {
+        bounded(
+            async {
+                let client = self.client().await?;
+                let insert = client
+                    .prepare_cached(&format!(
+                        "INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS})
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    ))
+                    .await
+                    .map_err(unavailable)?;
+                for c in all {
+                    client
+                        .execute(
+                            &insert,
+                            &[
+                                &self.host,
+                                &(c.from_seq as i64),
+                                &(c.to_seq as i64),
+                                &c.head_hash,
+                                &c.prev_hash,
+                                &(c.time_ms as i64),
+                                &c.kid,
+                                &c.hash,
+                                &c.signature,
+                            ],
+                        )
+                        .await
+                        .map_err(unavailable)?;
+                }
+                Ok(())
+            },
+            timed_out,
+        )
+        .await
+    }
+
     async fn select(&self, q: &Query) -> Result<Vec<Event>, AuditError> {
         let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
         let mut arg = |value: Box<dyn ToSql + Sync + Send>| {
@@ -258,6 +333,76 @@ impl Storage for PgLog {
 
     fn query(self: Arc<Self>, q: Query) -> BoxFuture<Result<Vec<Event>, AuditError>> {
         Box::pin(async move { self.select(&q).await })
+    }
+
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {
+        self.runtime.block_on(bounded(
+            async {
+                let row = self
+                    .client()
+                    .await?
+                    .query_opt(
+                        &format!(
+                            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints
+                             WHERE host_id = $1 ORDER BY to_seq DESC LIMIT 1"
+                        ),
+                        &[&self.host],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                Ok(row.as_ref().map(checkpoint_from_row))
+            },
+            timed_out,
+        ))
+    }
+
+    fn insert_checkpoint(&self, c: &Checkpoint) -> Result<(), AuditError> {
+        self.runtime
+            .block_on(self.store_checkpoints(std::slice::from_ref(c)))
+    }
+
+    fn checkpoints(
+        self: Arc<Self>,
+        range: CheckpointRange,
+    ) -> BoxFuture<Result<Vec<Checkpoint>, AuditError>> {
+        Box::pin(async move { self.select_checkpoints(&range).await })
+    }
+
+    fn chains(self: Arc<Self>) -> BoxFuture<Result<Vec<String>, AuditError>> {
+        Box::pin(async move {
+            bounded(
+                async {
+                    let rows = self
+                        .client()
+                        .await?
+                        .query(
+                            "SELECT h.host_id FROM hosts h WHERE EXISTS
+                             (SELECT 1 FROM audit_events e WHERE e.host_id = h.host_id)
+                             ORDER BY h.host_id",
+                            &[],
+                        )
+                        .await
+                        .map_err(unavailable)?;
+                    Ok(rows.iter().map(|r| r.get(0)).collect())
+                },
+                timed_out,
+            )
+            .await
+        })
+    }
+}
+
+fn checkpoint_from_row(row: &tokio_postgres::Row) -> Checkpoint {
+    Checkpoint {
+        host: row.get(0),
+        from_seq: row.get::<_, i64>(1) as u64,
+        to_seq: row.get::<_, i64>(2) as u64,
+        head_hash: row.get(3),
+        prev_hash: row.get(4),
+        time_ms: row.get::<_, i64>(5) as u64,
+        kid: row.get(6),
+        hash: row.get(7),
+        signature: row.get(8),
     }
 }
 

@@ -3,7 +3,11 @@
 //! writer thread's connection and read on separate connections that never
 //! wait for it.
 
-use super::{AuditError, BoxFuture, Durability, Event, Head, Level, Query, Storage, parse_hash};
+use super::checkpoint::Checkpoint;
+use super::{
+    AuditError, BoxFuture, CheckpointRange, Durability, Event, Head, Level, Query, Storage,
+    parse_hash,
+};
 use crate::base::sqlite;
 use crate::base::sync::lock;
 use rusqlite::types::Value;
@@ -25,11 +29,23 @@ CREATE TABLE IF NOT EXISTS events (
     hash     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_service_seq ON events (service, seq);
-CREATE INDEX IF NOT EXISTS events_trace_id ON events (trace_id);";
+CREATE INDEX IF NOT EXISTS events_trace_id ON events (trace_id);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    to_seq    INTEGER PRIMARY KEY,
+    from_seq  INTEGER NOT NULL,
+    head_hash TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    time_ms   INTEGER NOT NULL,
+    kid       TEXT NOT NULL,
+    hash      TEXT NOT NULL,
+    signature TEXT NOT NULL
+);";
 
 const INSERT: &str = "INSERT INTO events (seq, time_ms, service, level, message, trace_id, hash)
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const COLUMNS: &str = "seq, time_ms, service, level, message, trace_id, hash";
+const CHECKPOINT_COLUMNS: &str =
+    "from_seq, to_seq, head_hash, prev_hash, time_ms, kid, hash, signature";
 
 /// One host's chain in a SQLite file.
 pub(super) struct SqliteLog {
@@ -122,9 +138,72 @@ impl SqliteLog {
             })
             .collect()
     }
+    fn checkpoints_now(&self, range: &CheckpointRange) -> Result<Vec<Checkpoint>, AuditError> {
+        if range.host != self.host {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints
+             WHERE to_seq > ?1 AND to_seq <= ?2 ORDER BY to_seq LIMIT ?3"
+        );
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    range.after.min(i64::MAX as u64) as i64,
+                    range.until.min(i64::MAX as u64) as i64,
+                    range.limit as i64
+                ],
+                |row| checkpoint_from_row(&self.host, row),
+            )?;
+            rows.collect()
+        })
+    }
 }
 
 impl Storage for SqliteLog {
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {
+        let conn = lock(&self.writer);
+        let sql =
+            format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY to_seq DESC LIMIT 1");
+        Ok(conn
+            .query_row(&sql, [], |row| checkpoint_from_row(&self.host, row))
+            .optional()?)
+    }
+
+    fn insert_checkpoint(&self, c: &Checkpoint) -> Result<(), AuditError> {
+        let conn = lock(&self.writer);
+        conn.prepare_cached(&format!(
+            "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ))?
+        .execute(params![
+            c.from_seq as i64,
+            c.to_seq as i64,
+            c.head_hash,
+            c.prev_hash,
+            c.time_ms as i64,
+            c.kid,
+            c.hash,
+            c.signature,
+        ])?;
+        Ok(())
+    }
+
+    fn checkpoints(
+        self: Arc<Self>,
+        range: CheckpointRange,
+    ) -> BoxFuture<Result<Vec<Checkpoint>, AuditError>> {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || self.checkpoints_now(&range))
+                .await
+                .map_err(|e| AuditError::Io(std::io::Error::other(e)))?
+        })
+    }
+
+    fn chains(self: Arc<Self>) -> BoxFuture<Result<Vec<String>, AuditError>> {
+        Box::pin(async move { Ok(vec![self.host.clone()]) })
+    }
+
     fn head(&self) -> Result<Head, AuditError> {
         let conn = lock(&self.writer);
         let last: Option<(i64, i64, String)> = conn
@@ -189,4 +268,18 @@ fn event_from_row(host: &str, row: &Row<'_>) -> rusqlite::Result<(Event, i64)> {
         hash: row.get(6)?,
     };
     Ok((event, row.get(3)?))
+}
+
+fn checkpoint_from_row(host: &str, row: &Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint {
+        host: host.to_string(),
+        from_seq: row.get::<_, i64>(0)? as u64,
+        to_seq: row.get::<_, i64>(1)? as u64,
+        head_hash: row.get(2)?,
+        prev_hash: row.get(3)?,
+        time_ms: row.get::<_, i64>(4)? as u64,
+        kid: row.get(5)?,
+        hash: row.get(6)?,
+        signature: row.get(7)?,
+    })
 }

@@ -504,6 +504,12 @@ impl Auth {
         self.tokens.verify_host_call(credential, this_host)
     }
 
+    /// The key this host signs audit checkpoints with: its token signing
+    /// key, so the JWKS that verifies its tokens verifies its checkpoints.
+    pub fn checkpoint_signer(&self) -> crate::core::audit::Signer {
+        self.tokens.checkpoints.clone()
+    }
+
     /// The public signing keys as a JSON Web Key Set.
     pub fn jwks(&self) -> Jwks {
         self.tokens.jwks()

@@ -155,6 +155,8 @@ pub(super) struct Tokens {
     pub(super) clock: fn() -> u64,
     pub(super) signing_kid: String,
     pub(super) signing_key: EncodingKey,
+    /// The same key, for signing audit checkpoints.
+    pub(super) checkpoints: crate::core::audit::Signer,
     /// This host's own public keys: always published and trusted.
     own: Vec<Jwk>,
     /// Every key that verifies: this host's and, in a cluster, those the
@@ -206,10 +208,11 @@ impl Tokens {
                 .map_err(|e| corrupt(&format!("signing key {kid}: {e}")))?;
             own.push(jwk(&kid, &key.verifying_key().to_bytes()));
             if !retired {
-                active = Some((kid, EncodingKey::from_ed_der(&der)));
+                active = Some((kid, EncodingKey::from_ed_der(&der), key));
             }
         }
-        let (signing_kid, signing_key) = active.expect("an active signing key was ensured");
+        let (signing_kid, signing_key, checkpoint_key) =
+            active.expect("an active signing key was ensured");
 
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&config.issuer]);
@@ -225,6 +228,10 @@ impl Tokens {
             config,
             validation,
             clock: crate::base::clock::unix_secs,
+            checkpoints: crate::core::audit::Signer {
+                kid: signing_kid.clone(),
+                key: checkpoint_key,
+            },
             signing_kid,
             signing_key,
             verifying_keys: RwLock::new(HashMap::new()),
@@ -551,7 +558,7 @@ fn remember<V>(
 }
 
 /// The JWK of an Ed25519 public key.
-pub(super) fn jwk(kid: &str, public: &[u8; 32]) -> Jwk {
+pub(crate) fn jwk(kid: &str, public: &[u8; 32]) -> Jwk {
     Jwk {
         kty: "OKP".into(),
         crv: "Ed25519".into(),
