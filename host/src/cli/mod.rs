@@ -147,6 +147,11 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| "hms_host=info,warn".into()),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr on a full disk) is
+        // dropped; tracing-subscriber would otherwise report it with an
+        // `eprintln!`, which panics there and would take down the thread
+        // that logged (the audit writer, retrying its commits).
+        .log_internal_errors(false)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
