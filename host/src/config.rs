@@ -151,6 +151,9 @@ pub struct Config {
     pub token_ttl: Duration,
     /// What an audit event survives once its request has been answered.
     pub audit_durability: crate::core::audit::Durability,
+    /// Where to serve `/metrics` without a credential, for scrapers
+    /// (`None`: only `/_hms/metrics`, with the admin credential).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// How often the audit log signs a checkpoint of what it committed
     /// since the last one (one more is signed at shutdown).
     pub checkpoint_every: Duration,
@@ -470,6 +473,7 @@ impl Config {
             token_ttl: DEFAULT_TOKEN_TTL,
             audit_durability: crate::core::audit::Durability::Full,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            metrics_listen: None,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             cluster: None,
         }

@@ -96,10 +96,27 @@ pub async fn run(
     }
     let runtime = Runtime::new(engine, core, config.sandbox.clone(), record)?;
     let app = App::new(runtime.clone());
+    {
+        let runtime = Arc::downgrade(&runtime);
+        app.runtime.core().metrics.set_live(move || {
+            runtime
+                .upgrade()
+                .map(|r| r.live_metrics())
+                .unwrap_or_default()
+        });
+    }
     // Every file that cannot run is refused before the listening line.
     for path in &to_deploy {
         runtime.check_file(path)?;
     }
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("--metrics-listen {at}: cannot listen there"))?,
+        ),
+        None => None,
+    };
     // The first line of output is the bound address: scripts and tests read it.
     println!("hms-host listening on http://{addr}");
     std::io::Write::flush(&mut std::io::stdout())?;
@@ -121,6 +138,17 @@ pub async fn run(
         shutdown,
     );
     let server = tokio::spawn(server);
+    let metrics_server = metrics_listener.map(|listener| {
+        if let Ok(at) = listener.local_addr() {
+            tracing::info!("metrics for scrapers at http://{at}/metrics");
+        }
+        tokio::spawn(server::serve(
+            listener,
+            server::metrics_router(app.clone()),
+            config.header_timeout,
+            std::future::pending(),
+        ))
+    });
     for path in &to_deploy {
         if let Err(e) = runtime.deploy_file(path).await {
             server.abort();
@@ -161,7 +189,7 @@ pub async fn run(
     app.set_ready();
     tracing::info!("serving {}", runtime.service_names().join(", "));
     server.await?;
-    for task in [auth_sync, follower].into_iter().flatten() {
+    for task in [auth_sync, follower, metrics_server].into_iter().flatten() {
         task.abort();
     }
     if let (Some(cluster), Some(heartbeat)) = (&cluster, heartbeat) {
@@ -241,6 +269,8 @@ async fn open_core(
     }
     .context("opening the audit log")?;
     audit.sign_checkpoints(auth.checkpoint_signer(), config.checkpoint_every);
+    let metrics = Arc::new(crate::core::metrics::Metrics::new());
+    audit.record_metrics(metrics.audit());
     let auth_sync = cluster.as_ref().map(|_| auth.spawn_sync());
     let registry = Registry::new(addr);
     let core = Core {
@@ -258,6 +288,7 @@ async fn open_core(
         }),
         host: Arc::new(host),
         cluster,
+        metrics: metrics.clone(),
     };
     Ok((core, auth_sync))
 }

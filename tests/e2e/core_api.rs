@@ -234,7 +234,7 @@ fn every_documented_route_is_served_and_the_document_is_the_committed_one() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 22);
+    assert_eq!(checked, 23);
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod hot_swap;
 mod isolation;
 mod lifecycle;
 mod loading;
+mod metrics;
 mod polyglot;
 mod sandbox;
 mod seed_flow;

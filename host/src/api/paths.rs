@@ -11,6 +11,7 @@ pub const KEYS: &str = "/_hms/keys";
 pub const SERVICES: &str = "/_hms/services";
 pub const EVENTS: &str = "/_hms/events";
 pub const AUDIT_EXPORT: &str = "/_hms/audit/export";
+pub const METRICS: &str = "/_hms/metrics";
 pub const OPENAPI: &str = "/_hms/openapi.json";
 pub const CLUSTER: &str = "/_hms/cluster";
 pub const PLACEMENT: &str = "/_hms/placement";

@@ -31,6 +31,10 @@ pub struct RunArgs {
     /// crashes, not an OS crash or power loss; much cheaper).
     #[arg(long, env = "HMS_AUDIT_DURABILITY", default_value = "full")]
     audit_durability: Durability,
+    /// Also serve the metrics at `/metrics` on this address, without a
+    /// credential (for a Prometheus scraper on a private network).
+    #[arg(long, env = "HMS_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Seconds between signed audit checkpoints (each covers the events
     /// since the previous one; one more is signed at shutdown).
     #[arg(long, env = "HMS_CHECKPOINT_SECS", default_value_t = config::DEFAULT_CHECKPOINT_EVERY.as_secs(),
@@ -171,6 +175,7 @@ pub async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         token_ttl: Duration::from_secs(args.token_ttl_secs),
         audit_durability: args.audit_durability,
         checkpoint_every: Duration::from_secs(args.checkpoint_secs),
+        metrics_listen: args.metrics_listen,
         header_timeout: Duration::from_secs(args.header_timeout_secs),
         cluster,
     };

@@ -210,6 +210,8 @@ pub struct Cluster {
     view: ArcSwap<View>,
     /// Wakes the heartbeat before its tick ([`Cluster::beat_soon`]).
     wake: tokio::sync::Notify,
+    /// When the database last took this host's heartbeat.
+    last_beat: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Called at every heartbeat with the view just read: applies it (the
@@ -241,6 +243,7 @@ impl Cluster {
             lease: config.lease,
             view: ArcSwap::from_pointee(View::default()),
             wake: tokio::sync::Notify::new(),
+            last_beat: std::sync::Mutex::new(None),
         };
         let mut waited = false;
         loop {
@@ -336,6 +339,9 @@ impl Cluster {
                     Ok(()) => this.beat(&served).await,
                     Err(e) => Err(e),
                 };
+                if beat.is_ok() {
+                    *crate::base::sync::lock(&this.last_beat) = Some(std::time::Instant::now());
+                }
                 match beat {
                     Ok(()) if failing => {
                         tracing::info!("cluster heartbeat works again");
@@ -650,6 +656,12 @@ impl Cluster {
 
     /// The connections to the cluster database, for the capabilities kept
     /// there (stores, ...).
+    /// How long ago the database last took this host's heartbeat (`None`
+    /// before the first).
+    pub fn heartbeat_age(&self) -> Option<Duration> {
+        crate::base::sync::lock(&self.last_beat).map(|at| at.elapsed())
+    }
+
     pub fn pool(&self) -> Pool {
         self.pool.clone()
     }

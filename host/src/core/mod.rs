@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod auth;
 pub mod cluster;
+pub mod metrics;
 pub mod names;
 pub mod ratelimit;
 pub mod registry;
@@ -38,6 +39,8 @@ pub struct Core {
     pub host: Arc<HostIdentity>,
     /// The cluster this host belongs to; `None`: standalone.
     pub cluster: Option<Arc<cluster::Cluster>>,
+    /// What `/_hms/metrics` serves.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// Who this host is.

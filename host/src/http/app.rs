@@ -45,25 +45,6 @@ pub async fn audited(app: &App) -> Result<(), Response> {
         .map_err(|e| audit_refusal(e).into_response())
 }
 
-/// `error` answered before the request's body was read. hyper drains only
-/// a body that has already arrived and otherwise closes the connection
-/// after the response; saying so (`Connection: close`) keeps a client from
-/// sending its next request on a connection that is about to close.
-pub fn refuse_unread(request: &http::HeaderMap, error: ApiError) -> Response {
-    let mut response = error.into_response();
-    let has_body = request.contains_key(http::header::TRANSFER_ENCODING)
-        || request
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
-    if has_body {
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
-    }
-    response
-}
-
 /// The answer when the audit log cannot be read or written: 503
 /// `audit_unavailable` while storing fails (the events are held and
 /// retried, and the request may be retried too), 500 for anything else.

@@ -9,7 +9,7 @@ use crate::core::audit::{Cursor, Query};
 use crate::core::auth::{AuthError, Presenter};
 use crate::core::registry::RegistryError;
 use crate::core::store::{ImportError, StoreError};
-use crate::http::app::{App, audit_refusal, audited, refuse_unread};
+use crate::http::app::{App, audit_refusal, audited};
 use crate::http::error::ApiJson;
 use crate::runtime::DeployError;
 use axum::extract::{
@@ -63,6 +63,7 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
         )
         .route("/events", get(events))
         .route("/audit/export", get(audit_export))
+        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/cluster", get(cluster_status))
         .route("/placement", get(list_placement))
@@ -83,7 +84,8 @@ async fn audit_before_response(
 ) -> axum::response::Response {
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
     if !read_only && let Some(why) = app.runtime.core().unavailable() {
-        return refuse_unread(req.headers(), ApiError::AuditUnavailable(why));
+        app.runtime.core().metrics.refused("audit_unavailable");
+        return ApiError::AuditUnavailable(why).into_response();
     }
     let response = next.run(req).await;
     if !read_only && let Err(refusal) = audited(&app).await {
@@ -287,7 +289,10 @@ async fn token(
 ) -> Result<Json<TokenResponse>, ApiError> {
     let auth = &app.runtime.core().auth;
     let from = Presenter::address(peer.ip());
-    auth.admit(&from).map_err(auth_error)?;
+    if let Err(e) = auth.admit(&from) {
+        app.runtime.core().metrics.refused("rate_limited");
+        return Err(auth_error(e));
+    }
     let req = match req {
         Ok(ApiJson(req)) => req,
         Err(_) => {
@@ -689,6 +694,27 @@ async fn events(
     }
 }
 
+/// Every metric of this host in the Prometheus text format (0.0.4). Also
+/// served without a credential on `--metrics-listen`, for scrapers.
+#[utoipa::path(get, path = "/_hms/metrics", tag = "meta", security(("admin" = [])), responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+    (status = 401, body = ErrorBody)))]
+async fn metrics(_: Admin, State(app): State<Arc<App>>) -> axum::response::Response {
+    render_metrics(&app)
+}
+
+/// The metrics answer, for either listener.
+pub(crate) fn render_metrics(app: &App) -> axum::response::Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            crate::core::metrics::CONTENT_TYPE,
+        )],
+        app.runtime.core().metrics.render(),
+    )
+        .into_response()
+}
+
 /// The audit log as a bundle of JSON lines, each chain in `seq` order with
 /// its signed checkpoints, for `hms-host audit verify` (format: README,
 /// "Audit log"). Streamed: a bundle that breaks off ends in an error.
@@ -741,7 +767,7 @@ async fn audit_export(
         description = "Core's own HTTP API under /_hms: health, token exchange, public keys, API keys, the registry, deployments, private stores and the audit log. Errors are always {\"code\",\"message\"} JSON."
     ),
     paths(
-        health, openapi, token, jwks, create_key, list_keys, revoke_key, list_services,
+        health, openapi, metrics, token, jwks, create_key, list_keys, revoke_key, list_services,
         register_service, unregister_service, deploy_version, list_versions, rollback,
         service_stats, export_data, import_data, events, audit_export, cluster_status, list_placement,
         place, unplace

@@ -4,14 +4,14 @@
 
 use crate::api::error::ApiError;
 use crate::core::trace::{TRACE_ID_HEADER, TRACEPARENT_HEADER, Trace};
-use crate::http::app::{App, audited, refuse_unread};
+use crate::http::app::{App, audited};
 use crate::http::core_api;
 use crate::runtime::forward;
 use crate::runtime::state::Caller;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -87,6 +87,19 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The router of `--metrics-listen`: `GET /metrics` without a credential.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(app): State<Arc<App>>| async move {
+                core_api::render_metrics(&app)
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound("only /metrics is served here".into()) })
+        .with_state(app)
+}
+
 /// Serves a request with a deployed component. A request carrying a host
 /// call credential is a call another host of the cluster forwarded: it is
 /// served as a call from the service the credential names, through that
@@ -101,15 +114,15 @@ async fn serve_component(State(app): State<Arc<App>>, mut req: Request) -> Respo
     let core = app.runtime.core();
     let from_host = forward::caller_of(core, req.headers_mut());
     let mut response = match (from_host, app.runtime.route(req.uri().path())) {
-        (Err(refused), _) => refuse_unread(req.headers(), refused),
+        (Err(refused), _) => refused.into_response(),
         // Nothing it served now could be audited.
         (Ok(_), Some(_)) if let Some(why) = core.unavailable() => {
-            refuse_unread(req.headers(), ApiError::AuditUnavailable(why))
+            core.metrics.refused("audit_unavailable");
+            ApiError::AuditUnavailable(why).into_response()
         }
-        (Ok(_), None) => refuse_unread(
-            req.headers(),
-            ApiError::NotFound(format!("no service serves {}", req.uri().path())),
-        ),
+        (Ok(_), None) => {
+            ApiError::NotFound(format!("no service serves {}", req.uri().path())).into_response()
+        }
         (Ok(from_host), Some(service)) => {
             let req = req.map(|body| {
                 body.map_err(|e| {

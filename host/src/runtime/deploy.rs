@@ -236,7 +236,8 @@ impl Runtime {
         label: &str,
         stem: &str,
     ) -> Result<Arc<Service>, LoadError> {
-        component::load_bytes(
+        let started = std::time::Instant::now();
+        let service = component::load_bytes(
             &self.engine,
             &self.linker,
             bytes,
@@ -245,7 +246,11 @@ impl Runtime {
             |n| self.probe_store(n),
             |n| self.guard(n),
         )
-        .await
+        .await?;
+        self.core
+            .metrics
+            .component_loaded(&service.name, started.elapsed());
+        Ok(service)
     }
 
     /// Redeploys the component file at `path`, whose content is now `bytes`

@@ -25,8 +25,24 @@ impl Runtime {
     /// response. The service's limits apply: a free instance slot (else 503),
     /// header and body sizes (431, 413), memory, and the deadline (504, or a
     /// response stream cut off). Failures become JSON error responses, and
-    /// are logged and counted for the service.
+    /// are logged and counted for the service. Each call is one service
+    /// hop of the metrics.
     pub async fn invoke(
+        &self,
+        service: Arc<Service>,
+        req: http::Request<WasiBody>,
+        caller: Caller,
+    ) -> http::Response<WasiBody> {
+        let started = Instant::now();
+        let name = service.name.clone();
+        let response = self.invoke_instance(service, req, caller).await;
+        self.core
+            .metrics
+            .request(&name, response.status(), started.elapsed());
+        response
+    }
+
+    async fn invoke_instance(
         &self,
         service: Arc<Service>,
         req: http::Request<WasiBody>,
@@ -101,6 +117,10 @@ impl Runtime {
                 Ok(Err(e)) => Err(Failure::of(&e, store.data())),
                 Err(_) => Err(Failure::Timeout),
             };
+            task_report
+                .core
+                .metrics
+                .instance_memory(&task_service.name, store.data().memory_bytes());
             let (stdout, stderr) = store.data().captured_output();
             log_output(&task_report, &stdout, Level::Info);
             log_output(&task_report, &stderr, Level::Warn);

@@ -165,6 +165,38 @@ impl Runtime {
         })
     }
 
+    /// What a metrics scrape reads of this host now: every deployed
+    /// service's requests in flight and limit counters, and in a cluster
+    /// the heartbeat's age and the database pool.
+    pub fn live_metrics(&self) -> crate::core::metrics::Live {
+        use crate::core::metrics::{Live, LiveService, PoolState};
+        let services = self
+            .deployed
+            .load()
+            .services
+            .values()
+            .map(|s| LiveService {
+                name: s.name.clone(),
+                in_flight: s.guard.in_flight(),
+                limits: s.guard.limit_hits(),
+            })
+            .collect();
+        let cluster = self.core.cluster.as_ref();
+        Live {
+            services,
+            heartbeat_age: cluster.and_then(|c| c.heartbeat_age()),
+            pool: cluster.map(|c| {
+                let s = c.pool().status();
+                PoolState {
+                    max_size: s.max_size,
+                    size: s.size,
+                    available: s.available,
+                    waiting: s.waiting,
+                }
+            }),
+        }
+    }
+
     /// The service serving `path` on this host, if any.
     pub fn route(&self, path: &str) -> Option<Arc<Service>> {
         let deployed = self.deployed.load();

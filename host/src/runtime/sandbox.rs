@@ -110,6 +110,15 @@ impl ServiceGuard {
         self.grants.limits.max_concurrency - self.slots.available_permits() as u32
     }
 
+    /// Each limit counter (every counter but `requests`) by name.
+    pub fn limit_hits(&self) -> Vec<(&'static str, u64)> {
+        Counter::ALL
+            .iter()
+            .filter(|c| **c != Counter::Requests)
+            .map(|c| (c.name(), self.get(*c)))
+            .collect()
+    }
+
     /// Every counter by name (the stats API).
     pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
         Counter::ALL
@@ -297,6 +306,8 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
 pub struct MemoryLimiter {
     limit: usize,
     hit: bool,
+    /// Bytes of linear memory the instance has, all its memories together.
+    bytes: usize,
 }
 
 /// Table elements an instance may grow to (Rust guests use a few hundred).
@@ -307,6 +318,7 @@ impl MemoryLimiter {
         MemoryLimiter {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             hit: false,
+            bytes: 0,
         }
     }
 
@@ -318,17 +330,25 @@ impl MemoryLimiter {
     pub fn limit(&self) -> u64 {
         self.limit as u64
     }
+
+    /// Bytes of linear memory the instance has grown to (every memory it
+    /// created, from its initial size on).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.limit && maximum.is_none_or(|m| desired <= m);
-        if !allowed {
+        if allowed {
+            self.bytes += desired.saturating_sub(current);
+        } else {
             self.hit = true;
         }
         Ok(allowed)

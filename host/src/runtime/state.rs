@@ -169,6 +169,11 @@ impl RequestState {
         self.limiter.hit()
     }
 
+    /// Bytes of linear memory the instance has grown to.
+    pub fn memory_bytes(&self) -> usize {
+        self.limiter.bytes()
+    }
+
     /// What the guest wrote to stdout and stderr.
     pub fn captured_output(&self) -> (bytes::Bytes, bytes::Bytes) {
         (self.stdout.contents(), self.stderr.contents())

@@ -46,11 +46,11 @@ impl wit_auth::Host for CoreCtx {
     /// budget refills.
     fn authenticate(&mut self, api_key: String) -> Result<String, wit_auth::AuthError> {
         let from = Presenter::Service(self.caller.service.to_string());
-        self.core
-            .auth
-            .authenticate_from(&from, &api_key)
-            .map(|t| t.token)
-            .map_err(to_wit_auth)
+        let issued = self.core.auth.authenticate_from(&from, &api_key);
+        if let Err(AuthError::Throttled { .. }) = &issued {
+            self.core.metrics.refused("rate_limited");
+        }
+        issued.map(|t| t.token).map_err(to_wit_auth)
     }
 
     fn own_token(&mut self) -> String {
@@ -61,7 +61,9 @@ impl wit_auth::Host for CoreCtx {
     }
 
     fn verify(&mut self, token: String) -> Result<wit_auth::Claims, wit_auth::AuthError> {
-        let c = self.core.auth.verify(&token).map_err(to_wit_auth)?;
+        let verified = self.core.auth.verify(&token);
+        self.core.metrics.token_verified(verified.is_ok());
+        let c = verified.map_err(to_wit_auth)?;
         Ok(wit_auth::Claims {
             subject: c.subject,
             key_id: c.key_id,
@@ -165,6 +167,18 @@ impl CoreCtx {
             .map_err(to_wit_store)
     }
 
+    /// Runs store operation `op`, recording how long it took.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        run: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, wit_store::StoreError> {
+        let started = std::time::Instant::now();
+        let result = run.await;
+        self.core.metrics.store_operation(op, started.elapsed());
+        result.map_err(to_wit_store)
+    }
+
     /// The calling service's database, for a write: refused while this
     /// host cannot audit, so that no write is done that the request's
     /// events could not record.
@@ -191,21 +205,18 @@ fn to_wit_store(e: StoreError) -> wit_store::StoreError {
 
 impl wit_store::Host for CoreCtx {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, wit_store::StoreError> {
-        self.store()?.get(&key).await.map_err(to_wit_store)
+        let db = self.store()?;
+        self.timed("get", db.get(&key)).await
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), wit_store::StoreError> {
-        self.store_to_write()?
-            .set(key, value)
-            .await
-            .map_err(to_wit_store)
+        let db = self.store_to_write()?;
+        self.timed("set", db.set(key, value)).await
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, wit_store::StoreError> {
-        self.store_to_write()?
-            .delete(key)
-            .await
-            .map_err(to_wit_store)
+        let db = self.store_to_write()?;
+        self.timed("delete", db.delete(key)).await
     }
 
     async fn list_keys(
@@ -214,11 +225,10 @@ impl wit_store::Host for CoreCtx {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<wit_store::KeyPage, wit_store::StoreError> {
+        let db = self.store()?;
         let page = self
-            .store()?
-            .list_keys(&prefix, cursor.as_deref(), limit)
-            .await
-            .map_err(to_wit_store)?;
+            .timed("list_keys", db.list_keys(&prefix, cursor.as_deref(), limit))
+            .await?;
         Ok(wit_store::KeyPage {
             keys: page.keys,
             next: page.next,
@@ -231,16 +241,16 @@ impl wit_store::Host for CoreCtx {
         expected: Option<Vec<u8>>,
         value: Vec<u8>,
     ) -> Result<bool, wit_store::StoreError> {
-        self.store_to_write()?
-            .compare_and_swap(key, expected, value)
-            .await
-            .map_err(to_wit_store)
+        let db = self.store_to_write()?;
+        self.timed(
+            "compare_and_swap",
+            db.compare_and_swap(key, expected, value),
+        )
+        .await
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, wit_store::StoreError> {
-        self.store_to_write()?
-            .increment(key, delta)
-            .await
-            .map_err(to_wit_store)
+        let db = self.store_to_write()?;
+        self.timed("increment", db.increment(key, delta)).await
     }
 }

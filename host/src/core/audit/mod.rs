@@ -367,6 +367,8 @@ enum Msg {
     },
     /// Commit what is queued, then checkpoint it now.
     Checkpoint(oneshot::Sender<Result<Option<Checkpoint>, String>>),
+    /// Record each commit's duration and size here.
+    Metrics(crate::core::metrics::AuditMetrics),
 }
 
 /// Handle to the audit log; clones share one writer thread.
@@ -475,6 +477,7 @@ impl AuditLog {
             head,
             stale: false,
             signing: None,
+            metrics: None,
             durable: durable.clone(),
             commits: commits.clone(),
             failing: failing.clone(),
@@ -710,6 +713,14 @@ impl AuditLog {
         }
     }
 
+    /// From now on every commit's duration and size is recorded in
+    /// `metrics`.
+    pub fn record_metrics(&self, metrics: crate::core::metrics::AuditMetrics) {
+        if let Some(tx) = &self.inner.tx {
+            let _ = tx.send(Msg::Metrics(metrics));
+        }
+    }
+
     /// Commits everything appended before this call, then signs a
     /// checkpoint of it at once; `None` when nothing new needs one. Fails
     /// when the log has no signing key ([`AuditLog::sign_checkpoints`]) or
@@ -761,6 +772,7 @@ struct Writer {
     stale: bool,
     /// Set once the log has a key to sign checkpoints with.
     signing: Option<Signing>,
+    metrics: Option<crate::core::metrics::AuditMetrics>,
     durable: Arc<watch::Sender<u64>>,
     commits: Arc<AtomicU64>,
     failing: Arc<Mutex<Option<String>>>,
@@ -815,6 +827,7 @@ impl Writer {
                             }
                             Msg::Barrier(done) => barriers.push(done),
                             Msg::Checkpoint(done) => checkpoint_waiters.push(done),
+                            Msg::Metrics(metrics) => self.metrics = Some(metrics),
                             Msg::Sign { signer, every } => {
                                 self.signing = Some(Signing {
                                     signer,
@@ -981,9 +994,14 @@ impl Writer {
                 event
             })
             .collect();
+        let started = Instant::now();
         if let Err(e) = self.storage.insert(&rows) {
             self.stale = true;
             return Err(e);
+        }
+        if let Some(m) = &self.metrics {
+            m.commit_seconds.observe(started.elapsed().as_secs_f64());
+            m.commit_events.observe(rows.len() as f64);
         }
         // Only advance once durable: a failed batch leaves no gap in seq.
         self.head = head;
