@@ -69,6 +69,7 @@ function clock(ms) {
 
 function rate(perSecond) {
   if (perSecond === null) return '–';
+  if (perSecond === 0) return '0';
   return perSecond >= 10 ? perSecond.toFixed(0) : perSecond.toFixed(1);
 }
 
@@ -206,6 +207,7 @@ async function signIn(event) {
   const error = $('signin-error');
   const credential = input.value.trim();
   const submit = event.submitter ?? $('signin-form').querySelector('button[type=submit]');
+  error.hidden = true;
   if (!credential) {
     error.textContent = 'Enter the admin credential (hmsadmin_…).';
     error.hidden = false;
@@ -241,7 +243,9 @@ function signOut() {
 
 function parseHash() {
   const [path, query = ''] = (location.hash.slice(1) || '/services').split('?');
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const parts = path.split('/').filter(Boolean).map((part) => {
+    try { return decodeURIComponent(part); } catch { return part; }
+  });
   return { parts, params: new URLSearchParams(query) };
 }
 
@@ -472,6 +476,7 @@ async function rollback(name, version, back) {
   if (!ok) return;
   try {
     const deployed = await api(`/services/${enc(name)}/rollback`, { method: 'POST', json: { to: version } });
+    clearError();
     say(`${deployed.name} now serves ${shortVersion(deployed.version)}.`);
     await loadVersions(name, visit.signal);
   } catch (e) {
@@ -486,6 +491,7 @@ async function upload(event) {
   if (!file) { showError(new Error('Choose a component file (.wasm) first.')); return; }
   const button = $('upload-form').querySelector('button[type=submit]');
   button.disabled = true;
+  clearError();
   say(`Deploying ${file.name}…`);
   try {
     const deployed = await api(`/services/${enc(name)}/versions`, { method: 'POST', body: file, type: 'application/wasm' });
@@ -705,6 +711,7 @@ async function revokeKey(key) {
   if (!ok) return;
   try {
     await api(`/keys/${enc(key.id)}`, { method: 'DELETE' });
+    clearError();
     say(`Revoked key ${key.id}.`);
     await loadKeys(visit.signal);
   } catch (e) {
