@@ -3,7 +3,8 @@
 //   HMS_URL=http://127.0.0.1:PORT HMS_ADMIN_TOKEN=hmsadmin_... node tests/console/console.mjs
 //
 // The host must serve the seed's identity-service (with at least two
-// versions, the newer one active) and report-service. Optional:
+// versions, the newer one active) and report-service, and HMS_UPLOAD must
+// name another build of identity-service to deploy. Optional:
 //   HMS_SCREENSHOT  path of a PNG of the services view to write
 //   HMS_ARTIFACTS   a directory for a screenshot of the page when a step fails
 //   HMS_CHROMIUM    the browser (default /usr/bin/chromium)
@@ -22,6 +23,7 @@ const adminToken = process.env.HMS_ADMIN_TOKEN ?? '';
 const screenshot = process.env.HMS_SCREENSHOT;
 const artifacts = process.env.HMS_ARTIFACTS;
 const executablePath = process.env.HMS_CHROMIUM ?? '/usr/bin/chromium';
+const uploadPath = process.env.HMS_UPLOAD ?? '';
 
 function die(message) {
   console.error(`console test: ${message}`);
@@ -29,6 +31,7 @@ function die(message) {
 }
 
 if (!url || !adminToken) die('set HMS_URL (the host) and HMS_ADMIN_TOKEN (its admin credential)');
+if (!existsSync(uploadPath)) die('set HMS_UPLOAD to a component of identity-service to deploy (a .wasm file)');
 if (!existsSync(executablePath)) {
   die(`no Chromium at ${executablePath}: install it with \`apt-get install -y chromium\` (or set HMS_CHROMIUM)`);
 }
@@ -159,7 +162,10 @@ await step('the admin credential signs in (keyboard only)', async () => {
   await page.getByLabel('Admin credential').focus();
   await page.keyboard.type(adminToken);
   await page.keyboard.press('Enter');
-  await page.getByRole('navigation', { name: 'Console views' }).waitFor();
+  const nav = page.getByRole('navigation', { name: 'Console views' });
+  const refused = testid('signin-error');
+  await until(async () => (await nav.isVisible()) || (await refused.isVisible()), 'the views or a refusal');
+  if (await refused.isVisible()) throw new Error(`HMS_ADMIN_TOKEN was refused: ${await refused.innerText()}`);
   await testid('services-list').waitFor();
   const stored = await page.evaluate(() => Object.values(sessionStorage));
   check(stored.includes(adminToken), 'the credential is not kept in sessionStorage');
@@ -212,12 +218,33 @@ await step('the request rate is live (derived from the counters every 2 s)', asy
   }
 });
 
-let earlier;
-await step('identity-service rolls back to its earlier version from the versions view', async () => {
+await step('a new version is uploaded from the versions view (and a bad file refused)', async () => {
   await card(SERVICE).getByRole('link', { name: `Versions of ${SERVICE}` }).click();
   await page.waitForURL(/#\/services\/identity-service$/);
   const rows = page.getByTestId('version-row');
   await until(async () => (await rows.count()) >= 2, 'at least two versions listed');
+  const before = await rows.count();
+  const file = page.getByLabel('Component file');
+  await file.setInputFiles({ name: 'not-a-component.wasm', mimeType: 'application/wasm', buffer: Buffer.from('<html>') });
+  await page.getByRole('button', { name: 'Deploy' }).click();
+  const error = testid('error');
+  await error.waitFor();
+  const text = await error.innerText();
+  check(text.includes('not a WebAssembly file'), `a bad upload says ${JSON.stringify(text)}`);
+  check((await rows.count()) === before, 'a refused upload added a version');
+  await file.setInputFiles(uploadPath);
+  await page.getByRole('button', { name: 'Deploy' }).click();
+  await until(async () => (await rows.count()) === before + 1, 'the uploaded version in the list');
+  await until(async () => (await testid('status').innerText()).includes('now serves'), 'a confirmation');
+  check(await error.isHidden(), 'the refusal is still shown after a good upload');
+  const uploaded = await page.locator('[data-testid="version-row"][data-active="true"]').getAttribute('data-version');
+  const registry = await hms('/_hms/services');
+  check(registry.json.services.find((s) => s.name === SERVICE).version === uploaded, `the host does not serve the upload ${uploaded}`);
+});
+
+let earlier;
+await step('identity-service rolls back to its earliest version from the versions view', async () => {
+  const rows = page.getByTestId('version-row');
   const active = page.locator('[data-testid="version-row"][data-active="true"]');
   check((await active.count()) === 1, 'not exactly one active version');
   const activeBefore = await active.getAttribute('data-version');

@@ -85,6 +85,7 @@ fn the_console_signs_in_rolls_back_follows_a_trace_and_manages_keys_in_chromium(
         .env("HMS_SCREENSHOT", &screenshot)
         .env("HMS_ARTIFACTS", &artifacts)
         .env("HMS_CHROMIUM", chromium())
+        .env("HMS_UPLOAD", component("identity_quiet"))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(&stderr).unwrap())
