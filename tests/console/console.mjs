@@ -265,10 +265,21 @@ await step('identity-service rolls back to its earliest version from the version
   await seedRequest(); // the earlier version serves
 });
 
-let followed;
-await step('the audit log follows the trace of a real request across both services', async () => {
+await step('the audit log pages on with the returned cursor', async () => {
+  const PAGE = 100;
+  while ((await hms(`/_hms/events?limit=${PAGE + 1}`)).json.events.length <= PAGE) await seedRequest();
   await testid('nav-events').click();
   await testid('events-table').waitFor();
+  const rows = page.getByTestId('event-row');
+  await until(async () => (await rows.count()) === PAGE, `a first page of ${PAGE} events`);
+  await testid('events-more').click();
+  await until(async () => (await rows.count()) > PAGE, 'the next page');
+  const seqs = await rows.evaluateAll((trs) => trs.map((tr) => Number(tr.lastElementChild.textContent.split(':').pop())));
+  check(seqs.every((seq, i) => seq === i + 1), `the two pages are not the log's events 1..${seqs.length} in order`);
+});
+
+let followed;
+await step('the audit log follows the trace of a real request across both services', async () => {
   const reportRow = page.locator('[data-testid="event-row"][data-service="report-service"]').first();
   await until(async () => {
     if (await reportRow.count()) return true;
