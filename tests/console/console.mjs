@@ -344,7 +344,17 @@ await step('an API key is created (shown once), works, and is revoked', async ()
   await row.waitFor();
   await page.getByRole('button', { name: 'Done' }).click();
   check(!(await testid('key-secret').isVisible()), 'the secret stays on screen');
-  await row.getByRole('button', { name: `Revoke key ${id} of console-e2e` }).click();
+  const revoke = row.getByRole('button', { name: `Revoke key ${id} of console-e2e` });
+  // Escape (the dialog opens on Cancel) changes nothing.
+  await revoke.click();
+  await page.getByRole('dialog').waitFor();
+  check(await page.evaluate(() => document.activeElement.textContent === 'Cancel'), 'the dialog does not focus Cancel');
+  await page.keyboard.press('Escape');
+  await page.getByRole('dialog').waitFor({ state: 'hidden' });
+  await page.waitForTimeout(300);
+  check((await row.getAttribute('data-revoked')) === 'false', 'Escape revoked the key');
+  check((await hms('/_hms/auth/token', { method: 'POST', body: { api_key: secret }, bearer: null })).status === 200, 'Escape revoked the key');
+  await revoke.click();
   await page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();
   await page.locator(`[data-testid="key-row"][data-key="${id}"][data-revoked="true"]`).waitFor();
   const after = await hms('/_hms/auth/token', { method: 'POST', body: { api_key: secret }, bearer: null });
