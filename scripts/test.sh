@@ -14,6 +14,18 @@ cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 (unset CARGO_TARGET_DIR; cargo fmt --manifest-path components/Cargo.toml --all -- --check)
 (unset CARGO_TARGET_DIR; cargo clippy --locked --manifest-path components/Cargo.toml --target wasm32-wasip2 -- -D warnings)
+# The console test drives the web console in Debian's Chromium with the
+# pinned playwright-core of tests/console: the browser is installed when
+# missing (unless HMS_CHROMIUM names another), the package from the lockfile.
+if [ -z "${HMS_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+    echo "installing Chromium (Debian package chromium)" >&2
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+fi
+npm ci --prefix tests/console --no-audit --no-fund --loglevel=error
 [ -n "${HMS_TEST_PG:-}" ] || pg_start
 cargo test --locked --workspace 2>&1 | tee -a "$log"
 # The guest SDK's and identity-core's unit tests run on the build host: they

@@ -6,6 +6,7 @@ mod cluster_calls;
 mod cluster_deploys;
 mod cluster_import;
 mod common;
+mod console;
 mod core_api;
 mod durability;
 mod hot_swap;

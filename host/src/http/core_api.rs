@@ -68,6 +68,7 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
         .route("/cluster", get(cluster_status))
         .route("/placement", get(list_placement))
         .route("/placement/{service}", put(place).delete(unplace))
+        .merge(crate::http::console::routes())
         .fallback(|| async { ApiError::NotFound("no such Core API endpoint".into()) })
         .layer(middleware::from_fn_with_state(app, audit_before_response))
 }
