@@ -151,6 +151,9 @@ pub struct Config {
     pub token_ttl: Duration,
     /// What an audit event survives once its request has been answered.
     pub audit_durability: crate::core::audit::Durability,
+    /// OTLP/HTTP traces endpoint (`http://HOST:4318/v1/traces`) that every
+    /// service hop's span is sent to; `None`: no traces.
+    pub otlp_endpoint: Option<String>,
     /// Where to serve `/metrics` without a credential, for scrapers
     /// (`None`: only `/_hms/metrics`, with the admin credential).
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -474,6 +477,7 @@ impl Config {
             audit_durability: crate::core::audit::Durability::Full,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             metrics_listen: None,
+            otlp_endpoint: None,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             cluster: None,
         }

@@ -196,6 +196,7 @@ pub async fn run(
         heartbeat.abort();
         cluster.leave().await;
     }
+    runtime.core().telemetry.shutdown().await;
     audit.flush().await.context("flushing the audit log")?;
     // Whatever came since the last checkpoint is covered before stopping.
     audit
@@ -270,6 +271,10 @@ async fn open_core(
     .context("opening the audit log")?;
     audit.sign_checkpoints(auth.checkpoint_signer(), config.checkpoint_every);
     let metrics = Arc::new(crate::core::metrics::Metrics::new());
+    let telemetry = Arc::new(match &config.otlp_endpoint {
+        Some(url) => crate::core::telemetry::Telemetry::otlp(url, &host.id)?,
+        None => crate::core::telemetry::Telemetry::disabled(),
+    });
     audit.record_metrics(metrics.audit());
     let auth_sync = cluster.as_ref().map(|_| auth.spawn_sync());
     let registry = Registry::new(addr);
@@ -289,6 +294,7 @@ async fn open_core(
         host: Arc::new(host),
         cluster,
         metrics: metrics.clone(),
+        telemetry,
     };
     Ok((core, auth_sync))
 }

@@ -20,4 +20,5 @@ mod seed_flow;
 mod skeletons;
 mod store;
 mod token_attacks;
+mod traces;
 mod watch;

@@ -18,6 +18,11 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// Marks a response the host made in a component's place (a limit it hit,
+/// a trap, a refusal), with the error's code; traces record it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostAnswered(pub &'static str);
+
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -147,6 +152,7 @@ impl ApiError {
             builder = builder.header(http::header::RETRY_AFTER, secs);
         }
         builder
+            .extension(HostAnswered(self.code()))
             .body(body(self.body()))
             .expect("static response parts are valid")
     }

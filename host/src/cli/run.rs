@@ -31,6 +31,10 @@ pub struct RunArgs {
     /// crashes, not an OS crash or power loss; much cheaper).
     #[arg(long, env = "HMS_AUDIT_DURABILITY", default_value = "full")]
     audit_durability: Durability,
+    /// Send a span of every service hop to this OTLP/HTTP traces endpoint
+    /// (protobuf), e.g. `http://127.0.0.1:4318/v1/traces`.
+    #[arg(long, env = "HMS_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Also serve the metrics at `/metrics` on this address, without a
     /// credential (for a Prometheus scraper on a private network).
     #[arg(long, env = "HMS_METRICS_LISTEN")]
@@ -176,6 +180,7 @@ pub async fn run(args: RunArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         audit_durability: args.audit_durability,
         checkpoint_every: Duration::from_secs(args.checkpoint_secs),
         metrics_listen: args.metrics_listen,
+        otlp_endpoint: args.otlp_endpoint,
         header_timeout: Duration::from_secs(args.header_timeout_secs),
         cluster,
     };

@@ -15,6 +15,7 @@ pub mod names;
 pub mod ratelimit;
 pub mod registry;
 pub mod store;
+pub mod telemetry;
 pub mod trace;
 
 use crate::core::audit::{AuditLog, Level, NewEvent};
@@ -41,6 +42,8 @@ pub struct Core {
     pub cluster: Option<Arc<cluster::Cluster>>,
     /// What `/_hms/metrics` serves.
     pub metrics: Arc<metrics::Metrics>,
+    /// Where service hops' spans go (`--otlp-endpoint`).
+    pub telemetry: Arc<telemetry::Telemetry>,
 }
 
 /// Who this host is.

@@ -19,6 +19,8 @@ pub const MAX_CALL_DEPTH: u32 = 16;
 #[derive(Debug)]
 pub struct Trace {
     id: String,
+    /// The client's span (the `traceparent` parent id), if it sent one.
+    parent: Option<String>,
     /// Set once anything of this request was sent to the audit log, so the
     /// response only waits for durability when there is something to wait for.
     logged: AtomicBool,
@@ -27,13 +29,20 @@ pub struct Trace {
 impl Trace {
     /// A trace continuing the client's `traceparent`, or a fresh one.
     pub fn from_traceparent(header: Option<&str>) -> Arc<Trace> {
-        let id = header
-            .and_then(parse_traceparent)
-            .unwrap_or_else(new_trace_id);
+        let (id, parent) = match header.and_then(parse_traceparent) {
+            Some((id, parent)) => (id, Some(parent)),
+            None => (new_trace_id(), None),
+        };
         Arc::new(Trace {
             id,
+            parent,
             logged: AtomicBool::new(false),
         })
+    }
+
+    /// The span id (16 hex digits) the client's `traceparent` named.
+    pub fn parent(&self) -> Option<&str> {
+        self.parent.as_deref()
     }
 
     /// The 32-hex-digit trace id.
@@ -51,17 +60,25 @@ impl Trace {
         self.logged.load(Ordering::Relaxed)
     }
 
-    /// A `traceparent` value for a call made on behalf of this trace.
-    pub fn traceparent(&self) -> String {
-        let mut span = [0u8; 8];
-        rand::thread_rng().fill_bytes(&mut span);
-        format!("00-{}-{}-01", self.id, hex::encode(span))
+    /// A `traceparent` value for a call made on behalf of this trace from
+    /// span `span` (16 hex digits; a random one when traces are not
+    /// exported).
+    pub fn traceparent(&self, span: Option<&str>) -> String {
+        match span {
+            Some(span) => format!("00-{}-{span}-01", self.id),
+            None => {
+                let mut span = [0u8; 8];
+                rand::thread_rng().fill_bytes(&mut span);
+                format!("00-{}-{}-01", self.id, hex::encode(span))
+            }
+        }
     }
 }
 
-/// Extracts the trace id of a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
-/// Invalid values are ignored, as the W3C spec asks, and a new trace starts.
-fn parse_traceparent(value: &str) -> Option<String> {
+/// Extracts the trace id and parent span id of a `traceparent` header
+/// (`00-<32 hex>-<16 hex>-<2 hex>`). Invalid values are ignored, as the
+/// W3C spec asks, and a new trace starts.
+fn parse_traceparent(value: &str) -> Option<(String, String)> {
     let mut parts = value.trim().split('-');
     let (version, trace, parent, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -81,7 +98,7 @@ fn parse_traceparent(value: &str) -> Option<String> {
     if trace.bytes().all(|b| b == b'0') || parent.bytes().all(|b| b == b'0') {
         return None;
     }
-    Some(trace.to_string())
+    Some((trace.to_string(), parent.to_string()))
 }
 
 /// A fresh trace id: the current Unix time in milliseconds (48 bits, big
@@ -107,9 +124,14 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ));
         assert_eq!(t.id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        let child = t.traceparent();
+        assert_eq!(t.parent(), Some("00f067aa0ba902b7"));
+        let child = t.traceparent(None);
         assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-        assert_eq!(parse_traceparent(&child).as_deref(), Some(t.id()));
+        assert_eq!(parse_traceparent(&child).unwrap().0, t.id());
+        assert_eq!(
+            t.traceparent(Some("b7ad6b7169203331")),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01"
+        );
     }
 
     #[test]

@@ -156,9 +156,10 @@ impl Runtime {
                 self.core
                     .auth
                     .host_call_credential(&caller.service, &host.id, caller.depth);
-            if let (Ok(credential), Ok(traceparent)) =
-                (credential.parse(), caller.trace.traceparent().parse())
-            {
+            if let (Ok(credential), Ok(traceparent)) = (
+                credential.parse(),
+                caller.trace.traceparent(caller.span.as_deref()).parse(),
+            ) {
                 headers.insert(HOST_CREDENTIAL_HEADER, credential);
                 headers.insert(TRACEPARENT_HEADER, traceparent);
             }

@@ -4,10 +4,11 @@
 //! from one component to another.
 
 use super::{Runtime, STOP_GRACE};
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, HostAnswered};
 use crate::config::Limits;
 use crate::core::Core;
 use crate::core::audit::Level;
+use crate::core::telemetry::HopStart;
 use crate::runtime::component::Service;
 use crate::runtime::outbound::{BoxFuture, Dispatch};
 use crate::runtime::sandbox::{Counter, GuardedBody, ServiceGuard, Violation, content_length};
@@ -35,10 +36,30 @@ impl Runtime {
     ) -> http::Response<WasiBody> {
         let started = Instant::now();
         let name = service.name.clone();
+        // The span's parent: the calling hop's, or the client's.
+        let parent = match (&caller.span, caller.trace.parent()) {
+            (Some(span), _) => Some((span.as_str(), false)),
+            (None, Some(client)) => Some((client, true)),
+            (None, None) => None,
+        };
+        let hop = self.core.telemetry.start_hop(HopStart {
+            service: &service.name,
+            version: &service.version,
+            caller: caller.from.as_deref(),
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            trace_id: caller.trace.id(),
+            parent,
+        });
+        let caller = Caller {
+            span: hop.span_id().or(caller.span.clone()),
+            ..caller
+        };
         let response = self.invoke_instance(service, req, caller).await;
-        self.core
-            .metrics
-            .request(&name, response.status(), started.elapsed());
+        let status = response.status();
+        self.core.metrics.request(&name, status, started.elapsed());
+        let answered = response.extensions().get::<HostAnswered>().map(|h| h.0);
+        hop.end(status, answered);
         response
     }
 

@@ -276,7 +276,12 @@ impl WasiHttpHooks for Outgoing {
             }
             other => other,
         };
-        if let Ok(v) = self.caller.trace.traceparent().parse() {
+        if let Ok(v) = self
+            .caller
+            .trace
+            .traceparent(self.caller.span.as_deref())
+            .parse()
+        {
             request.headers_mut().insert(TRACEPARENT_HEADER, v);
         }
         if route == Route::Granted {

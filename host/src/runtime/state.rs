@@ -32,6 +32,12 @@ pub struct Caller {
     pub trace: Arc<Trace>,
     /// In-process hops from the client's request (0 for the first service).
     pub depth: u32,
+    /// The service that made this call, for a call between services.
+    pub from: Option<Arc<str>>,
+    /// The exported span of the hop this caller makes calls from: before
+    /// the hop starts, its parent's (`None` at the first hop, or when
+    /// traces are not exported).
+    pub span: Option<String>,
     /// The component is being tried at load time, before its name is
     /// known: nothing that acts as a service (its store, its token, outgoing
     /// HTTP) is available.
@@ -93,6 +99,8 @@ impl Caller {
             service,
             trace,
             depth,
+            from: None,
+            span: None,
             loading: false,
             turn: Turn::default(),
         }
@@ -104,6 +112,8 @@ impl Caller {
             service,
             trace: self.trace.clone(),
             depth: self.depth + 1,
+            from: Some(self.service.clone()),
+            span: self.span.clone(),
             loading: false,
             turn: self.turn.clone(),
         }
