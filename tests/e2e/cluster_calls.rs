@@ -19,7 +19,7 @@ fn start(url: &str, id: &str, components: &[std::path::PathBuf]) -> Host {
 }
 
 /// `hms-host place ARGS` against `host`: its standard output.
-fn place(host: &Host, args: &[&str]) -> String {
+pub(crate) fn place(host: &Host, args: &[&str]) -> String {
     let mut all = vec!["place"];
     all.extend(args);
     let out = host.cli(&all);
@@ -33,7 +33,7 @@ fn place(host: &Host, args: &[&str]) -> String {
 
 /// Waits until each of `all` advertises `service` exactly when its id is
 /// in `on` (every host applies a placement at its next heartbeat).
-fn wait_until_served_on(service: &str, on: &[&str], all: &[&Host]) {
+pub(crate) fn wait_until_served_on(service: &str, on: &[&str], all: &[&Host]) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let seen = hosts(all[0]);

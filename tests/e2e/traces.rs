@@ -243,3 +243,41 @@ fn an_unusable_otlp_endpoint_stops_the_start_with_a_message() {
     assert!(stderr.contains("--otlp-endpoint"), "{stderr}");
     assert!(out.stdout.is_empty(), "refused before the listening line");
 }
+
+#[test]
+fn a_call_forwarded_to_another_host_is_a_child_of_the_calling_span() {
+    use crate::cluster::{cluster_flags, fresh_database};
+    use crate::cluster_calls::{place, wait_until_served_on};
+    let receiver = Receiver::start();
+    let endpoint = receiver.endpoint();
+    let url = fresh_database("traces");
+    let start = |id: &str| {
+        let mut flags = cluster_flags(&url, id);
+        flags.extend(["--otlp-endpoint", &endpoint]);
+        Host::start_with(&seed_components(), &temp_dir(id), &flags)
+    };
+    let (h1, h2) = (start("h1"), start("h2"));
+    place(&h1, &["identity-service", "h2"]);
+    wait_until_served_on("identity-service", &["h2"], &[&h1, &h2]);
+
+    let r = h1.post("/reports/identity-check", &json!({"id": "C12345"}));
+    assert_eq!(r.body, json!({"report": "ID C12345 is verified"}));
+    let trace = r.headers["x-trace-id"].to_str().unwrap().to_string();
+    let spans = receiver.spans_of(&trace, 2);
+    let (report, identity) = (
+        of_service(&spans, "report-service"),
+        of_service(&spans, "identity-service"),
+    );
+    assert!(
+        report.parent_span_id.is_empty(),
+        "report's span is the root"
+    );
+    assert_eq!(
+        identity.parent_span_id, report.span_id,
+        "h2's span is the child of h1's calling span"
+    );
+    assert_eq!(
+        string(identity, "hms.caller").as_deref(),
+        Some("report-service")
+    );
+}

@@ -27,7 +27,7 @@ impl Runtime {
     /// header and body sizes (431, 413), memory, and the deadline (504, or a
     /// response stream cut off). Failures become JSON error responses, and
     /// are logged and counted for the service. Each call is one service
-    /// hop of the metrics.
+    /// hop: one request in the metrics, one span in the traces.
     pub async fn invoke(
         &self,
         service: Arc<Service>,
