@@ -35,7 +35,7 @@ impl Runtime {
         caller: Caller,
     ) -> http::Response<WasiBody> {
         let started = Instant::now();
-        let name = service.name.clone();
+        let guard = service.guard.clone();
         // The span's parent: the calling hop's, or the client's.
         let parent = match (&caller.span, caller.trace.parent()) {
             (Some(span), _) => Some((span.as_str(), false)),
@@ -57,7 +57,7 @@ impl Runtime {
         };
         let response = self.invoke_instance(service, req, caller).await;
         let status = response.status();
-        self.core.metrics.request(&name, status, started.elapsed());
+        guard.metrics.request(status, started.elapsed());
         let answered = response.extensions().get::<HostAnswered>().map(|h| h.0);
         hop.end(status, answered);
         response
@@ -138,10 +138,10 @@ impl Runtime {
                 Ok(Err(e)) => Err(Failure::of(&e, store.data())),
                 Err(_) => Err(Failure::Timeout),
             };
-            task_report
-                .core
+            task_service
+                .guard
                 .metrics
-                .instance_memory(&task_service.name, store.data().memory_bytes());
+                .instance_memory(store.data().memory_bytes());
             let (stdout, stderr) = store.data().captured_output();
             log_output(&task_report, &stdout, Level::Info);
             log_output(&task_report, &stderr, Level::Warn);

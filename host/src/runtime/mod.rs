@@ -133,7 +133,10 @@ impl Runtime {
             loading: true,
             ..Caller::new(name.into(), Trace::from_traceparent(None), 0)
         };
-        let guard = Arc::new(ServiceGuard::new(self.sandbox.grants(name)));
+        let guard = Arc::new(ServiceGuard::new(
+            self.sandbox.grants(name),
+            crate::core::metrics::ServiceMetrics::detached(),
+        ));
         self.new_store(caller, guard)
     }
 
@@ -141,7 +144,12 @@ impl Runtime {
     fn guard(&self, name: &str) -> Arc<ServiceGuard> {
         lock(&self.guards)
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(ServiceGuard::new(self.sandbox.grants(name))))
+            .or_insert_with(|| {
+                Arc::new(ServiceGuard::new(
+                    self.sandbox.grants(name),
+                    self.core.metrics.service(name),
+                ))
+            })
             .clone()
     }
 

@@ -78,13 +78,16 @@ impl Counter {
 /// instance slots and counters.
 pub struct ServiceGuard {
     pub grants: Grants,
+    /// Its request metrics.
+    pub metrics: crate::core::metrics::ServiceMetrics,
     slots: Arc<Semaphore>,
     counts: [AtomicU64; Counter::ALL.len()],
 }
 
 impl ServiceGuard {
-    pub fn new(grants: Grants) -> ServiceGuard {
+    pub fn new(grants: Grants, metrics: crate::core::metrics::ServiceMetrics) -> ServiceGuard {
         ServiceGuard {
+            metrics,
             slots: Arc::new(Semaphore::new(grants.limits.max_concurrency as usize)),
             grants,
             counts: Default::default(),
@@ -373,11 +376,14 @@ mod tests {
     use std::sync::Mutex;
 
     fn guard(limits: Limits) -> ServiceGuard {
-        ServiceGuard::new(Grants {
-            limits,
-            allow_outbound: Vec::new(),
-            mount: Default::default(),
-        })
+        ServiceGuard::new(
+            Grants {
+                limits,
+                allow_outbound: Vec::new(),
+                mount: Default::default(),
+            },
+            crate::core::metrics::ServiceMetrics::detached(),
+        )
     }
 
     fn chunks(n: usize, size: usize) -> WasiBody {
