@@ -306,3 +306,16 @@ pub fn answered_without_events(host: &Host, answered: &[String]) -> Vec<String> 
         .cloned()
         .collect()
 }
+
+/// A seed request whose body is one byte over report-service's default
+/// limit (1 MiB): the host answers 413 in the component's place.
+pub fn post_over_body_limit(host: &Host) -> JsonResponse {
+    let big = bytes::Bytes::from(vec![b' '; (1 << 20) + 1]);
+    block_on(host.client().send_bytes(
+        Method::POST,
+        "/reports/identity-check",
+        big,
+        &[("content-type", "application/json")],
+    ))
+    .unwrap()
+}

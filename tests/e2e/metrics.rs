@@ -62,15 +62,7 @@ fn a_scrape_shows_each_service_hop_its_limits_and_cores_work() {
         assert_eq!(r.body, json!({"report": "ID C12345 is verified"}));
     }
     // One body over report's limit: a 413 and a limit hit.
-    let big = bytes::Bytes::from(vec![b' '; (1 << 20) + 1]);
-    let r = block_on(host.client().send_bytes(
-        Method::POST,
-        "/reports/identity-check",
-        big,
-        &[("content-type", "application/json")],
-    ))
-    .unwrap();
-    assert_eq!(r.status, 413);
+    assert_eq!(post_over_body_limit(&host).status, 413);
 
     let anonymous = block_on(host.client().send(Method::GET, "/_hms/metrics", None, &[])).unwrap();
     assert_eq!(anonymous.status, 401);

@@ -211,14 +211,7 @@ fn every_service_hop_is_a_span_of_the_hosts_trace_sent_over_otlp() {
 
     // A limit hit: the host answered for the component, and the span says
     // which limit.
-    let big = Bytes::from(vec![b' '; (1 << 20) + 1]);
-    let r = block_on(host.client().send_bytes(
-        Method::POST,
-        "/reports/identity-check",
-        big,
-        &[("content-type", "application/json")],
-    ))
-    .unwrap();
+    let r = post_over_body_limit(&host);
     assert_eq!(r.status, 413);
     let trace = r.headers["x-trace-id"].to_str().unwrap().to_string();
     let span = receiver.spans_of(&trace, 1).remove(0);

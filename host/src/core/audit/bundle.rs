@@ -93,7 +93,8 @@ pub async fn export(
                     host: host.clone(),
                     after,
                     until: last,
-                    limit: usize::MAX >> 1,
+                    // At most one per event of the page.
+                    limit: MAX_LIMIT,
                 })
                 .await?
                 .into_iter()
