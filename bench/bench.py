@@ -547,36 +547,57 @@ def polyglot_start(wasm, tmp, tag, probe):
     return out
 
 
+KEPT = "hms-host, instances kept"  # requests_per_instance = REQUESTS_PER_INSTANCE
+
+
+def kept_config(tmp):
+    """A config file that lets every service's instances serve many requests
+    (`requests_per_instance`): the opt-in that trades isolation between a
+    service's own requests for the cost of instantiating."""
+    path = os.path.join(tmp, "kept.toml")
+    with open(path, "w") as f:
+        f.write(f"[defaults]\nrequests_per_instance = {REQUESTS_PER_INSTANCE}\n")
+    return path
+
+
+REQUESTS_PER_INSTANCE = 10000
+
+
 def bench_polyglot(results, tmp, args):
     """Python and JavaScript on hms-host: the same hello .wasm against
-    wasmtime serve (and hms-host with the previous 2 MiB keep-resident), the
-    seed flow all-Python against the seed's Flask design, and start-up time
-    and memory of one Python and one JavaScript service."""
+    wasmtime serve (which runs each wasi:http 0.2 request in a fresh
+    instance, as hms-host does by default), with hms-host also keeping
+    instances between requests; the seed flow all-Python against the seed's
+    Flask design, both ways; and start-up time and memory of one Python and
+    one JavaScript service."""
     conns = args.polyglot_conns
+    kept = ["--config", kept_config(tmp)]
     for lang in ("py", "js"):
         wasm = os.path.join(POLYGLOT, f"hello-{lang}.wasm")
         hms = start_hms([wasm], tmp, f"hello-{lang}")
-        old = start_hms([wasm], tmp, f"hello-{lang}-2m", extra=["--pool-keep-resident-kb", "2048"])
+        warm = start_hms([wasm], tmp, f"hello-{lang}-kept", extra=kept)
         wt = start_wasmtime(wasm)
         try:
             compare(results, f"hello-{lang}", [("hms-host", hms.url + f"/hello-{lang}/", "", [hms]),
-                                             ("hms-host keep 2 MiB", old.url + f"/hello-{lang}/", "", [old]),
+                                             (KEPT, warm.url + f"/hello-{lang}/", "", [warm]),
                                              ("wasmtime serve", wt.url + "/", "", [wt])], conns, args)
         finally:
-            for s in (hms, old, wt):
+            for s in (hms, warm, wt):
                 s.stop()
 
     comps = [os.path.join(COMPONENTS, "identity-py.wasm"), os.path.join(COMPONENTS, "report-py.wasm")]
     hms = start_hms(comps, tmp, "seed-py")
+    warm = start_hms(comps, tmp, "seed-py-kept", extra=kept)
     flask = []
     try:
         flask = start_flask(tmp, args, "flask-py")
         compare(results, "seed-py", [("hms-host", hms.url + "/reports/identity-check", "", [hms]),
+                                     (KEPT, warm.url + "/reports/identity-check", "", [warm]),
                                      ("flask+gunicorn (3 procs)", flask[-1].url + "/reports/identity-check", "",
                                       flask)],
                 conns, args, "POST", ID_BODY)
     finally:
-        for s in (hms, *flask):
+        for s in (hms, warm, *flask):
             s.stop()
 
     starts = {}

@@ -14,6 +14,7 @@
 //! [services.report-service]
 //! max_concurrency = 16
 //! allow_outbound = ["statistics.example.gov:80"]
+//! requests_per_instance = 1000
 //! ```
 
 use serde::Deserialize;
@@ -49,6 +50,10 @@ pub const DEFAULT_STORE_QUOTA: u64 = 64 << 20;
 /// Longest store key, and largest store value, in bytes.
 pub const DEFAULT_MAX_KEY_BYTES: usize = 1024;
 pub const DEFAULT_MAX_VALUE_BYTES: u64 = 1 << 20;
+/// Requests one instance serves: 1, a fresh instance for every request.
+/// More trades isolation between a service's own requests for the cost of
+/// instantiating (see [`Limits::requests_per_instance`]).
+pub const DEFAULT_REQUESTS_PER_INSTANCE: u32 = 1;
 /// Lifetime of issued tokens: short, so a leaked token is soon useless.
 /// Default interval between signed audit checkpoints.
 pub const DEFAULT_CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
@@ -190,6 +195,19 @@ pub struct Limits {
     /// Longest key, and largest value, in its store.
     pub max_key_bytes: usize,
     pub max_value_bytes: u64,
+    /// Requests one instance may serve, one after another. 1 (the default):
+    /// every request gets a fresh instance, so nothing one request leaves in
+    /// memory is seen by the next. More: an instance whose request ended
+    /// cleanly (no trap, no limit hit, no HTTP resource left behind) is kept
+    /// for the next request of the same version, up to this many requests,
+    /// so the service's module state (and whatever its earlier requests
+    /// left in memory) carries over, as in a long-running process.
+    #[serde(default = "default_requests_per_instance")]
+    pub requests_per_instance: u32,
+}
+
+fn default_requests_per_instance() -> u32 {
+    DEFAULT_REQUESTS_PER_INSTANCE
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -213,6 +231,7 @@ impl Default for Limits {
             store_quota: DEFAULT_STORE_QUOTA,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            requests_per_instance: DEFAULT_REQUESTS_PER_INSTANCE,
         }
     }
 }
@@ -295,6 +314,7 @@ pub struct Section {
     pub store_quota_mb: Option<u64>,
     pub max_key_bytes: Option<usize>,
     pub max_value_kb: Option<u64>,
+    pub requests_per_instance: Option<u32>,
     /// `host:port` destinations the service may call over plain HTTP.
     #[serde(default)]
     pub allow_outbound: Vec<String>,
@@ -345,6 +365,9 @@ impl Section {
         if let Some(v) = self.max_value_kb {
             limits.max_value_bytes = v << 10;
         }
+        if let Some(v) = self.requests_per_instance {
+            limits.requests_per_instance = v;
+        }
     }
 
     fn check(&self, name: &str) -> Result<(), String> {
@@ -359,6 +382,10 @@ impl Section {
             ("store_quota_mb", self.store_quota_mb),
             ("max_key_bytes", self.max_key_bytes.map(|v| v as u64)),
             ("max_value_kb", self.max_value_kb),
+            (
+                "requests_per_instance",
+                self.requests_per_instance.map(u64::from),
+            ),
         ];
         for (key, value) in positive {
             if value == Some(0) {
@@ -548,6 +575,29 @@ mod tests {
         assert!(err("[defaults]\nallow_outbound = [\"h:99999\"]").contains("port"));
         assert!(err("[defaults]\nroutes = [\"/...\"]").contains("[services.NAME]"));
         assert!(err("[services.x]\nroutes = []").contains("at least one"));
+    }
+
+    #[test]
+    fn instances_are_fresh_per_request_unless_a_section_says_otherwise() {
+        let mut sandbox = Sandbox::default();
+        sandbox
+            .parse("[services.report-py]\nrequests_per_instance = 500\n")
+            .unwrap();
+        assert_eq!(
+            sandbox.grants("report-py").limits.requests_per_instance,
+            500
+        );
+        assert_eq!(
+            sandbox.grants("identity-py").limits.requests_per_instance,
+            1
+        );
+        let err = Sandbox::default()
+            .parse("[defaults]\nrequests_per_instance = 0")
+            .unwrap_err();
+        assert!(
+            err.contains("requests_per_instance must be at least 1"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -95,6 +95,7 @@ pub async fn run(
         record = record.with_cluster(ClusterRecord::new(cluster.pool(), cluster.host_id()));
     }
     let runtime = Runtime::new(engine, core, config.sandbox.clone(), record)?;
+    runtime.spawn_warm_sweep();
     let app = App::new(runtime.clone());
     {
         let runtime = Arc::downgrade(&runtime);

@@ -3,7 +3,9 @@
 //! next, whether the pool resets a freed instance's memory in place (the
 //! default) or hands it back with madvise (`--pool-keep-resident-kb 0`).
 //! The `isolation` guest looks for such traces and leaves them on every
-//! request; see `components/tests/isolation`.
+//! request; see `components/tests/isolation`. A service that allows its
+//! instances several requests (`requests_per_instance`) is seen to keep
+//! them exactly that long, and never after a trap.
 
 use crate::common::*;
 use http::Method;
@@ -69,4 +71,71 @@ fn requests_are_isolated_when_freed_memory_is_reset_in_place() {
 #[test]
 fn requests_are_isolated_when_freed_memory_is_handed_back() {
     every_request_sees_a_fresh_instance(&["--pool-keep-resident-kb", "0"]);
+}
+
+/// The host with the isolation guest, its instances allowed `n` requests.
+fn with_requests_per_instance(n: u32) -> Host {
+    let data = temp_dir("iso-keep");
+    let file = data.with_extension("toml");
+    std::fs::write(
+        &file,
+        format!("[services.isolation-service]\nrequests_per_instance = {n}\n"),
+    )
+    .unwrap();
+    Host::start_with(
+        &[component("isolation")],
+        &data,
+        &["--config", file.to_str().unwrap()],
+    )
+}
+
+fn probes_seen(host: &Host) -> u64 {
+    get(host, "/isolation/probe")["static_seen"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_service_that_allows_it_keeps_an_instance_for_exactly_that_many_requests() {
+    let host = with_requests_per_instance(3);
+    // One after another: the same instance serves three requests (each sees
+    // the probes before it), then a fresh one takes over.
+    let seen: Vec<u64> = (0..7).map(|_| probes_seen(&host)).collect();
+    assert_eq!(seen, [0, 1, 2, 0, 1, 2, 0]);
+    let stats = block_on(host.admin().stats("isolation-service")).unwrap();
+    assert_eq!(stats.limits.requests_per_instance, 3);
+    assert_eq!(stats.kept_instances, 1, "{stats:?}");
+
+    // An instance that trapped is gone: the next request starts afresh.
+    assert_eq!(probes_seen(&host), 1);
+    let trap = block_on(
+        host.client()
+            .send(Method::GET, "/isolation/panic", None, &[]),
+    )
+    .unwrap();
+    assert_eq!(trap.status, 500, "{:?}", trap.body);
+    assert_eq!(probes_seen(&host), 0);
+}
+
+#[test]
+fn no_more_instances_are_kept_than_ran_at_once() {
+    let host = with_requests_per_instance(1000);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let host = &host;
+            s.spawn(move || {
+                for _ in 0..10 {
+                    get(host, "/isolation/probe");
+                }
+            });
+        }
+    });
+    let stats = block_on(host.admin().stats("isolation-service")).unwrap();
+    assert!(
+        (1..=4).contains(&stats.kept_instances),
+        "{} kept",
+        stats.kept_instances
+    );
+    // The next request runs in one of them.
+    assert!(probes_seen(&host) > 0);
 }

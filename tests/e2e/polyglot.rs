@@ -33,10 +33,23 @@ pub fn shared_cache() -> String {
 
 /// Starts a host on `components` with the shared compile cache.
 pub fn start(components: &[PathBuf]) -> Host {
+    start_configured(components, "")
+}
+
+/// Like [`start`], with a config file holding `config`.
+fn start_configured(components: &[PathBuf], config: &str) -> Host {
+    let data = temp_dir("polyglot");
+    let file = data.with_extension("toml");
+    std::fs::write(&file, config).unwrap();
     Host::start_with(
         components,
-        &temp_dir("polyglot"),
-        &["--cache-dir", &shared_cache()],
+        &data,
+        &[
+            "--cache-dir",
+            &shared_cache(),
+            "--config",
+            file.to_str().unwrap(),
+        ],
     )
 }
 
@@ -197,9 +210,9 @@ fn answer(
 }
 
 /// The seed's requests, from a clerk and an identity admin, and every
-/// answer.
-fn seed_answers(components: &[PathBuf]) -> Vec<(String, Value)> {
-    let host = start(components);
+/// answer, from a host with `config`.
+fn seed_answers(components: &[PathBuf], config: &str) -> Vec<(String, Value)> {
+    let host = start_configured(components, config);
     host.import_data("identity-service", &root().join("demo/citizens.jsonl"));
     let clerk = token(&host, "clerk");
     let admin = token(&host, "identity-admin");
@@ -291,6 +304,11 @@ fn seed_answers(components: &[PathBuf]) -> Vec<(String, Value)> {
             None,
         ))
         .unwrap();
+        if !config.is_empty() {
+            // The kept instances did serve these requests.
+            let kept = stats["kept_instances"].as_u64().unwrap();
+            assert!(kept >= 1, "{name} kept no instance: {stats}");
+        }
         let declared = json!({"routes": s["routes"], "callers": stats["callers"]});
         answers.push((format!("{name} manifest"), declared));
     }
@@ -298,26 +316,66 @@ fn seed_answers(components: &[PathBuf]) -> Vec<(String, Value)> {
 }
 
 #[test]
+fn a_javascript_service_that_cannot_serve_a_second_request_stops_being_kept() {
+    // StarlingMonkey answers only the first call of an instance: the first
+    // kept instance asked again fails that one request, and from then on
+    // every request gets a fresh instance.
+    let host = start_configured(
+        &[built("notice-js")],
+        "[services.notice-service]\nrequests_per_instance = 10\n",
+    );
+    let clerk = token(&host, "clerk");
+    let list = || send(&host, Method::GET, "/notices", None, &clerk);
+    assert_eq!(list().status, 200);
+    let second = list();
+    assert_eq!(second.status, 500, "{:?}", second.body);
+    assert_eq!(second.body["code"], "component_failed");
+    for _ in 0..5 {
+        let r = list();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let stats = block_on(host.admin().stats("notice-service")).unwrap();
+    assert_eq!(stats.kept_instances, 0);
+    let said = host.events("service=notice-service&level=warn");
+    let gave_up: Vec<&Value> = said
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("answered only the first request of an instance")
+        })
+        .collect();
+    assert_eq!(gave_up.len(), 1, "{said:?}");
+}
+
+#[test]
 fn the_seed_services_in_python_answer_exactly_as_the_rust_ones() {
-    let rust = seed_answers(&seed_components());
+    let rust = seed_answers(&seed_components(), "");
     assert_eq!(
         rust[0].1["body"]["report"], "ID C12345 is verified",
         "{rust:?}"
     );
     let python = [built("identity-py"), built("report-py")];
+    // Instances kept between requests answer as fresh ones do: the SDK
+    // keeps no request's state for the next.
+    let kept = "[defaults]\nrequests_per_instance = 100\n";
     let mixes = [
-        ("all Python", python.to_vec()),
+        ("all Python", python.to_vec(), ""),
+        ("all Python, instances kept", python.to_vec(), kept),
         (
             "Python identity, Rust report",
             vec![python[0].clone(), component("report")],
+            "",
         ),
         (
             "Rust identity, Python report",
             vec![component("identity"), python[1].clone()],
+            "",
         ),
     ];
-    for (what, components) in mixes {
-        let answers = seed_answers(&components);
+    for (what, components, config) in mixes {
+        let answers = seed_answers(&components, config);
         assert_eq!(answers.len(), rust.len(), "{what}");
         for ((request, expected), (_, got)) in rust.iter().zip(&answers) {
             assert_eq!(got, expected, "{what}: {request}");

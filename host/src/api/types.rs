@@ -152,6 +152,10 @@ pub struct ServiceStats {
     pub counters: BTreeMap<String, u64>,
     /// Instances running now.
     pub in_flight: u32,
+    /// Instances kept between requests now, for the next ones (0 unless
+    /// `limits.requests_per_instance` is over 1).
+    #[serde(default)]
+    pub kept_instances: u32,
     pub limits: Limits,
     pub name: String,
     pub version: String,

@@ -180,6 +180,15 @@ pub async fn stats(host: &HostArgs, service: &str, json: bool) -> anyhow::Result
         l.max_header_bytes >> 10,
         l.store_quota >> 20
     )?;
+    if l.requests_per_instance > 1 {
+        outln!(
+            "instances: up to {} requests each; {} kept for the next requests",
+            l.requests_per_instance,
+            s.kept_instances
+        )?;
+    } else {
+        outln!("instances: a fresh one for every request")?;
+    }
     for (name, count) in &s.counters {
         outln!("{name:<20} {count}")?;
     }

@@ -46,6 +46,9 @@ pub struct Service {
     pub needs: InstanceNeeds,
     /// Pre-instantiated handler: imports resolved, exports looked up.
     pub pre: ProxyPre<RequestState>,
+    /// Instances kept for its next requests (none unless its
+    /// `requests_per_instance` allows more than one).
+    pub warm: crate::runtime::warm::Warm,
 }
 
 /// Why a component file was refused. Every message names the file.
@@ -386,6 +389,7 @@ pub async fn load_bytes(
         callers,
         strip_prefix: guard.grants.mount.strip_prefix,
         needs,
+        warm: crate::runtime::warm::Warm::new(guard.grants.limits.max_concurrency),
         guard,
         pre,
     }))

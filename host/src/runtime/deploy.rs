@@ -427,6 +427,13 @@ impl Runtime {
     /// other hosts of a cluster learn what this one serves without waiting
     /// for the next heartbeat.
     fn swap_in(&self, next: Deployment) {
+        // A version no longer deployed keeps no instances for later.
+        let current = self.deployed.load();
+        for (name, old) in &current.services {
+            if next.services.get(name).is_none_or(|s| !Arc::ptr_eq(s, old)) {
+                old.warm.clear();
+            }
+        }
         self.core.registry.set_withheld(next.withheld.clone());
         self.deployed.store(Arc::new(next));
         if let Some(cluster) = &self.core.cluster {

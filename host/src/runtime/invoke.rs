@@ -1,4 +1,5 @@
-//! Invoking: one request in one fresh, sandboxed instance of a service —
+//! Invoking: one request in one fresh, sandboxed instance of a service (or
+//! one it kept from an earlier request, where its limits allow that) —
 //! admission (slots, header and body limits), the guest's task and its
 //! deadline, the response guard — and the in-process dispatch of calls
 //! from one component to another.
@@ -106,7 +107,17 @@ impl Runtime {
             })
         };
         let deadline = Instant::now() + limits.request_timeout;
-        let mut store = self.new_store(caller, guard.clone());
+        let kept = (limits.requests_per_instance > 1)
+            .then(|| service.warm.take())
+            .flatten();
+        let (mut store, kept, served) = match kept {
+            Some(mut idle) => {
+                idle.store.data_mut().rebind(caller, super::stop_at(&guard));
+                idle.store.set_epoch_deadline(1);
+                (idle.store, Some(idle.proxy), idle.served)
+            }
+            None => (self.new_store(caller, guard.clone()), None, 0),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let resources = {
             let mut http = store.data_mut().http();
@@ -120,6 +131,9 @@ impl Runtime {
         let task_service = service.clone();
         let task_report = report.clone();
         let task_limits = limits.clone();
+        let task_body_too_large = body_too_large.clone();
+        let runtime = self.this.clone();
+        let reused = served > 0;
         // The guest runs in its own task: it may keep streaming the body after
         // the response head has been handed back. The task holds the
         // instance slot, and stops the guest shortly after the deadline even
@@ -127,14 +141,18 @@ impl Runtime {
         let task = tokio::spawn(async move {
             let _slot = permit;
             let run = async {
-                let proxy = task_service.pre.instantiate_async(&mut store).await?;
+                let proxy = match kept {
+                    Some(proxy) => proxy,
+                    None => task_service.pre.instantiate_async(&mut store).await?,
+                };
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
-                    .await
+                    .await?;
+                Ok(proxy)
             };
             let outcome = match tokio::time::timeout_at(deadline + STOP_GRACE, run).await {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok(proxy)) => Ok(proxy),
                 Ok(Err(e)) => Err(Failure::of(&e, store.data())),
                 Err(_) => Err(Failure::Timeout),
             };
@@ -145,10 +163,44 @@ impl Runtime {
             let (stdout, stderr) = store.data().captured_output();
             log_output(&task_report, &stdout, Level::Info);
             log_output(&task_report, &stderr, Level::Warn);
-            if let Err(failure) = &outcome {
-                task_report.failure(failure, &task_limits);
+            match outcome {
+                Ok(proxy) => {
+                    let served = served + 1;
+                    if served < task_limits.requests_per_instance {
+                        let kept = if Instant::now() >= deadline {
+                            Err("its request ran past the deadline")
+                        } else if task_body_too_large.load(Ordering::Relaxed) {
+                            Err("its request body was over the limit")
+                        } else {
+                            store.data_mut().reusable()
+                        };
+                        match kept {
+                            Ok(()) => task_service.warm.put(crate::runtime::warm::Idle {
+                                store,
+                                proxy,
+                                served,
+                                since: std::time::Instant::now(),
+                            }),
+                            Err(why) => tracing::debug!(
+                                "{}: an instance is not kept after {served} requests: {why}",
+                                task_service.name
+                            ),
+                        }
+                    }
+                    Ok(())
+                }
+                Err(failure) => {
+                    task_report.failure(&failure, &task_limits);
+                    if matches!(failure, Failure::HostBusy) {
+                        // Kept instances give their pool slots back to new
+                        // ones: at most this request is refused for them.
+                        if let Some(runtime) = runtime.upgrade() {
+                            runtime.sweep_warm(std::time::Duration::ZERO);
+                        }
+                    }
+                    Err(failure)
+                }
             }
-            outcome
         });
         let response = match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(Ok(response))) => response,
@@ -159,6 +211,21 @@ impl Runtime {
             // The guest dropped the response outparam: see how its task ended.
             Ok(Err(_)) => {
                 let error = match task.await {
+                    Ok(Ok(())) if reused => {
+                        if service.warm.give_up() {
+                            report.log(
+                                Level::Warn,
+                                format!(
+                                    "{} {} answered only the first request of an instance (StarlingMonkey does); its instances are no longer kept: set requests_per_instance = 1 for it",
+                                    service.name, service.version
+                                ),
+                            );
+                        }
+                        ApiError::ComponentFailed(format!(
+                            "{} returned without setting a response to its instance's second request",
+                            service.name
+                        ))
+                    }
                     Ok(Ok(())) => ApiError::ComponentFailed(format!(
                         "{} returned without setting a response",
                         service.name

@@ -19,6 +19,7 @@ pub mod outbound;
 pub mod router;
 pub mod sandbox;
 pub mod state;
+pub mod warm;
 pub mod watch;
 pub mod wit_host;
 
@@ -167,6 +168,7 @@ impl Runtime {
             callers: service.callers.clone(),
             counters: guard.counters(),
             in_flight: guard.in_flight(),
+            kept_instances: service.warm.kept() as u32,
             limits: guard.grants.limits.clone(),
             name: name.to_string(),
             version: service.version.clone(),
@@ -332,9 +334,8 @@ impl Runtime {
     fn new_store(&self, caller: Caller, guard: Arc<ServiceGuard>) -> Store<RequestState> {
         let dispatch: Arc<dyn Dispatch> =
             self.this.upgrade().expect("runtime is alive while serving");
-        let stop_at = std::time::Instant::now() + guard.grants.limits.request_timeout + STOP_GRACE;
-        let held = caller.turn.clone();
-        let state = RequestState::new(self.core.clone(), caller, dispatch, guard);
+        let stop_at = stop_at(&guard);
+        let state = RequestState::new(self.core.clone(), caller, dispatch, guard, stop_at);
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         // Guest code that runs for a whole epoch tick yields its worker
@@ -345,19 +346,22 @@ impl Runtime {
         // (state::Turn, one per call tree) in the heavy lane, which admits
         // few at once: however many guests spin, most of the CPU stays with
         // ordinary requests, which never get that far.
+        // The budget is the current request's (state::Budget), so a kept
+        // instance's next request starts with a budget of its own.
         let heavy = self.heavy.clone();
-        let mut ticks = 0u32;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if std::time::Instant::now() >= stop_at {
+        store.epoch_deadline_callback(move |mut cx| {
+            let budget = &mut cx.data_mut().budget;
+            if std::time::Instant::now() >= budget.stop_at {
                 return Ok(UpdateDeadline::Interrupt);
             }
-            ticks += 1;
-            if ticks <= FREE_TICKS {
+            budget.ticks += 1;
+            if budget.ticks <= FREE_TICKS {
                 return Ok(UpdateDeadline::Yield(1));
             }
+            let held = budget.turn.clone();
             held.give_up(); // the next turn is queued for like everyone else
-            let (heavy, held) = (heavy.clone(), held.clone());
+            let heavy = heavy.clone();
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(async move { held.wait(&heavy).await }),
@@ -365,6 +369,34 @@ impl Runtime {
         });
         store
     }
+
+    /// Drops kept instances unused for `ttl`, of every deployed service.
+    pub fn sweep_warm(&self, ttl: Duration) {
+        for service in self.deployed.load().services.values() {
+            service.warm.sweep(ttl);
+        }
+    }
+
+    /// Sweeps kept instances every few seconds while the runtime lives.
+    pub fn spawn_warm_sweep(self: &Arc<Runtime>) {
+        let runtime = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(warm::IDLE_TTL / 6);
+            loop {
+                every.tick().await;
+                let Some(runtime) = runtime.upgrade() else {
+                    return;
+                };
+                runtime.sweep_warm(warm::IDLE_TTL);
+            }
+        });
+    }
+}
+
+/// When a request starting now must have stopped computing: its deadline
+/// and the grace its task gets past it.
+fn stop_at(guard: &ServiceGuard) -> std::time::Instant {
+    std::time::Instant::now() + guard.grants.limits.request_timeout + STOP_GRACE
 }
 
 /// The service name of a plain component at `path`: its file stem, made a

@@ -1,6 +1,9 @@
-//! The per-request store state: the `T` of `Store<T>`. One fresh instance of
-//! this per request, holding the sandbox's grants (none beyond HTTP and Core),
-//! its limits, and the caller identity stamped by the host.
+//! The store state: the `T` of `Store<T>`. One fresh instance of this per
+//! request, holding the sandbox's grants (none beyond HTTP and Core), its
+//! limits, and the caller identity stamped by the host. A service that
+//! allows its instances several requests (`requests_per_instance`) keeps
+//! its store, and [`RequestState::rebind`] gives it the next request's
+//! caller and budget.
 
 use crate::core::Core;
 use crate::core::trace::Trace;
@@ -13,8 +16,10 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-/// Bytes of stdout (and of stderr) kept per request for the audit log; more
-/// fails the guest's write rather than growing without bound.
+/// Bytes of stdout (and of stderr) kept per instance for the audit log; more
+/// fails the guest's write rather than growing without bound. An instance
+/// that has written half of this is not kept for another request, so each
+/// request has at least half of it.
 pub const CAPTURE_LIMIT: usize = 64 * 1024;
 
 /// Host resources (header sets, bodies, streams, pollables, ...) one instance
@@ -120,6 +125,15 @@ impl Caller {
     }
 }
 
+/// What the current request may still compute: when it must stop, the
+/// epoch ticks it has computed, and its call tree's heavy-lane turn (read
+/// by the store's epoch callback).
+pub struct Budget {
+    pub stop_at: std::time::Instant,
+    pub ticks: u32,
+    pub turn: Turn,
+}
+
 /// Store data of one component invocation.
 pub struct RequestState {
     wasi: WasiCtx,
@@ -130,6 +144,10 @@ pub struct RequestState {
     core: CoreCtx,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+    /// Bytes of stdout and stderr written by earlier requests of this
+    /// instance (not the current one's to report).
+    output_seen: (usize, usize),
+    pub budget: Budget,
 }
 
 impl RequestState {
@@ -141,6 +159,7 @@ impl RequestState {
         caller: Caller,
         dispatch: Arc<dyn Dispatch>,
         guard: Arc<ServiceGuard>,
+        stop_at: std::time::Instant,
     ) -> RequestState {
         let stdout = MemoryOutputPipe::new(CAPTURE_LIMIT);
         let stderr = MemoryOutputPipe::new(CAPTURE_LIMIT);
@@ -163,10 +182,76 @@ impl RequestState {
                 caller: caller.clone(),
                 guard,
             },
+            budget: Budget {
+                stop_at,
+                ticks: 0,
+                turn: caller.turn.clone(),
+            },
             core: CoreCtx { core, caller },
             stdout,
             stderr,
+            output_seen: (0, 0),
         }
+    }
+
+    /// Makes a kept instance's state the next request's: its caller, its
+    /// time budget, and output captured from here on.
+    pub fn rebind(&mut self, caller: Caller, stop_at: std::time::Instant) {
+        self.budget = Budget {
+            stop_at,
+            ticks: 0,
+            turn: caller.turn.clone(),
+        };
+        self.outgoing.caller = caller.clone();
+        self.core.caller = caller;
+        self.output_seen = (self.stdout.contents().len(), self.stderr.contents().len());
+    }
+
+    /// Whether this instance may serve another request after one that
+    /// returned normally: it hit no memory or output limit, and it holds
+    /// nothing tied to a stream or a call of its request (a response, a
+    /// body, a pending outgoing call), which could tie the next request to
+    /// this one's client. The request itself and field sets it may still
+    /// hold (a garbage-collected guest such as StarlingMonkey drops them
+    /// later) are only data; a request body it never took is taken from it
+    /// here, so the client's connection is not held. `Err` says why not.
+    pub fn reusable(&mut self) -> Result<(), &'static str> {
+        use std::any::Any;
+        use wasmtime_wasi_http::p2::body::{
+            HostFutureTrailers, HostIncomingBody, HostOutgoingBody,
+        };
+        use wasmtime_wasi_http::p2::types::{
+            HostFutureIncomingResponse, HostIncomingRequest, HostIncomingResponse,
+            HostOutgoingRequest, HostOutgoingResponse, HostResponseOutparam,
+        };
+        if self.limiter.hit() {
+            return Err("it reached its memory limit");
+        }
+        if self.stdout.contents().len() + self.stderr.contents().len() > CAPTURE_LIMIT / 2 {
+            return Err("it wrote half of its output limit");
+        }
+        type Is = fn(&dyn Any) -> bool;
+        let live: [(Is, &'static str); 8] = [
+            (|e| e.is::<HostResponseOutparam>(), "a response outparam"),
+            (|e| e.is::<HostOutgoingResponse>(), "an outgoing response"),
+            (|e| e.is::<HostOutgoingBody>(), "an outgoing body"),
+            (|e| e.is::<HostIncomingBody>(), "an incoming body"),
+            (|e| e.is::<HostFutureTrailers>(), "pending trailers"),
+            (|e| e.is::<HostOutgoingRequest>(), "an outgoing request"),
+            (|e| e.is::<HostFutureIncomingResponse>(), "a pending call"),
+            (|e| e.is::<HostIncomingResponse>(), "an incoming response"),
+        ];
+        for entry in self.table.iter_mut() {
+            if let Some(request) = entry.downcast_mut::<HostIncomingRequest>() {
+                request.body = None;
+                continue;
+            }
+            let entry: &dyn Any = entry;
+            if let Some((_, what)) = live.iter().find(|(is, _)| is(entry)) {
+                return Err(what);
+            }
+        }
+        Ok(())
     }
 
     /// Whom this invocation runs as.
@@ -184,9 +269,13 @@ impl RequestState {
         self.limiter.bytes()
     }
 
-    /// What the guest wrote to stdout and stderr.
+    /// What the guest wrote to stdout and stderr during this request.
     pub fn captured_output(&self) -> (bytes::Bytes, bytes::Bytes) {
-        (self.stdout.contents(), self.stderr.contents())
+        let (out, err) = self.output_seen;
+        (
+            self.stdout.contents().slice(out..),
+            self.stderr.contents().slice(err..),
+        )
     }
 }
 

@@ -21,6 +21,9 @@
 //!   the first's traces (`1, true, true, true`). This is the check that the
 //!   probe can see traces at all, so a fresh `probe` means something.
 //!
+//! * `GET /isolation/panic` traps (a Rust panic), so a test can check that
+//!   an instance that trapped is never used again.
+//!
 //! If the probe cannot grow memory by at least one page (memory already
 //! past 4 MiB), it answers 500 rather than a vacuous `page_seen: false`.
 
@@ -86,6 +89,12 @@ impl Service for Isolation {
             .get("/isolation/probe", |_: &Request, _: &Params| {
                 Ok::<_, Response>(Response::json(200, &probe()?))
             })
+            .get(
+                "/isolation/panic",
+                |_: &Request, _: &Params| -> Result<Response, Response> {
+                    panic!("the probe was asked to trap")
+                },
+            )
             .get("/isolation/probe-twice", |_: &Request, _: &Params| {
                 let first = probe()?;
                 let second = probe()?;
