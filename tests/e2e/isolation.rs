@@ -75,13 +75,14 @@ fn requests_are_isolated_when_freed_memory_is_handed_back() {
 
 /// The host with the isolation guest, its instances allowed `n` requests.
 fn with_requests_per_instance(n: u32) -> Host {
+    with_section(&format!("requests_per_instance = {n}\n"))
+}
+
+/// The host with the isolation guest and `section` as its config section.
+fn with_section(section: &str) -> Host {
     let data = temp_dir("iso-keep");
     let file = data.with_extension("toml");
-    std::fs::write(
-        &file,
-        format!("[services.isolation-service]\nrequests_per_instance = {n}\n"),
-    )
-    .unwrap();
+    std::fs::write(&file, format!("[services.isolation-service]\n{section}")).unwrap();
     Host::start_with(
         &[component("isolation")],
         &data,
@@ -138,4 +139,15 @@ fn no_more_instances_are_kept_than_ran_at_once() {
     );
     // The next request runs in one of them.
     assert!(probes_seen(&host) > 0);
+}
+
+#[test]
+fn an_instance_past_half_its_memory_limit_is_not_kept() {
+    // Each probe grows the instance's memory to 4 MiB: over half of 6 MiB,
+    // so every request gets a fresh instance even though 3 are allowed.
+    let host = with_section("requests_per_instance = 3\nmemory_mb = 6\n");
+    let seen: Vec<u64> = (0..4).map(|_| probes_seen(&host)).collect();
+    assert_eq!(seen, [0, 0, 0, 0]);
+    let stats = block_on(host.admin().stats("isolation-service")).unwrap();
+    assert_eq!(stats.kept_instances, 0);
 }

@@ -208,7 +208,10 @@ impl RequestState {
     }
 
     /// Whether this instance may serve another request after one that
-    /// returned normally: it hit no memory or output limit, and it holds
+    /// returned normally: it hit no memory or output limit and is less than
+    /// half way to its memory limit and its cap of host resources (a guest
+    /// that grows or leaks a little on every request gets a fresh instance
+    /// before it fails one), and it holds
     /// nothing tied to a stream or a call of its request (a response, a
     /// body, a pending outgoing call), which could tie the next request to
     /// this one's client. The request itself and field sets it may still
@@ -227,6 +230,9 @@ impl RequestState {
         if self.limiter.hit() {
             return Err("it reached its memory limit");
         }
+        if self.limiter.bytes() as u64 > self.limiter.limit() / 2 {
+            return Err("it grew past half its memory limit");
+        }
         if self.stdout.contents().len() + self.stderr.contents().len() > CAPTURE_LIMIT / 2 {
             return Err("it wrote half of its output limit");
         }
@@ -241,7 +247,12 @@ impl RequestState {
             (|e| e.is::<HostFutureIncomingResponse>(), "a pending call"),
             (|e| e.is::<HostIncomingResponse>(), "an incoming response"),
         ];
+        let mut held = 0;
         for entry in self.table.iter_mut() {
+            held += 1;
+            if held > MAX_RESOURCES / 2 {
+                return Err("it holds half of its cap of host resources");
+            }
             if let Some(request) = entry.downcast_mut::<HostIncomingRequest>() {
                 request.body = None;
                 continue;
