@@ -235,6 +235,16 @@ fn every_documented_route_is_served_and_the_document_is_the_committed_one() {
         }
     }
     assert_eq!(checked, 23);
+
+    // A method a documented route does not serve: 405 with `Allow` and the
+    // API's error body.
+    let r = block_on(admin.send_bytes(Method::DELETE, "/_hms/health", bytes::Bytes::new(), &[]))
+        .unwrap();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.body["code"], "method_not_allowed", "{:?}", r.body);
+    assert_eq!(r.body["message"], "DELETE is not served at /_hms/health");
+    let allow = r.headers["allow"].to_str().unwrap();
+    assert!(allow.contains("GET"), "{allow}");
 }
 
 #[test]

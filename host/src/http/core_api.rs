@@ -13,7 +13,7 @@ use crate::http::app::{App, audit_refusal, audited};
 use crate::http::error::ApiJson;
 use crate::runtime::DeployError;
 use axum::extract::{
-    ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query as QueryParams, State,
+    ConnectInfo, DefaultBodyLimit, FromRequestParts, OriginalUri, Path, Query as QueryParams, State,
 };
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
@@ -68,6 +68,11 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
         .route("/cluster", get(cluster_status))
         .route("/placement", get(list_placement))
         .route("/placement/{service}", put(place).delete(unplace))
+        // A known endpoint asked with a method it does not serve: 405 with
+        // `Allow` (axum sets it) and the API's error body.
+        .method_not_allowed_fallback(|method: Method, OriginalUri(uri): OriginalUri| async move {
+            ApiError::MethodNotAllowed(format!("{method} is not served at {}", uri.path()))
+        })
         .merge(crate::http::console::routes())
         .fallback(|| async { ApiError::NotFound("no such Core API endpoint".into()) })
         .layer(middleware::from_fn_with_state(app, audit_before_response))
