@@ -106,6 +106,19 @@ fn a_service_that_allows_it_keeps_an_instance_for_exactly_that_many_requests() {
     let stats = block_on(host.admin().stats("isolation-service")).unwrap();
     assert_eq!(stats.limits.requests_per_instance, 3);
     assert_eq!(stats.kept_instances, 1, "{stats:?}");
+    let (_, metrics) =
+        block_on(
+            host.admin()
+                .send_raw(Method::GET, "/_hms/metrics", bytes::Bytes::new(), &[]),
+        )
+        .unwrap();
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"hms_instances_kept{service="isolation-service"} 1"#),
+        "{metrics}"
+    );
 
     // An instance that trapped is gone: the next request starts afresh.
     assert_eq!(probes_seen(&host), 1);

@@ -79,6 +79,8 @@ pub struct Live {
 pub struct LiveService {
     pub name: String,
     pub in_flight: u32,
+    /// Instances kept for its next requests (`requests_per_instance`).
+    pub kept: u32,
     /// `(limit name, times hit)`, e.g. `("busy", 3)`.
     pub limits: Vec<(&'static str, u64)>,
 }
@@ -332,13 +334,14 @@ impl Collector for LiveCollector {
         };
         let live = source();
         let in_flight = Family::<ServiceLabel, Gauge>::default();
+        let kept = Family::<ServiceLabel, Gauge>::default();
         let limits = Family::<LimitLabels, Counter>::default();
         for s in &live.services {
-            in_flight
-                .get_or_create(&ServiceLabel {
-                    service: s.name.clone(),
-                })
-                .set(i64::from(s.in_flight));
+            let label = ServiceLabel {
+                service: s.name.clone(),
+            };
+            in_flight.get_or_create(&label).set(i64::from(s.in_flight));
+            kept.get_or_create(&label).set(i64::from(s.kept));
             for (limit, hits) in &s.limits {
                 limits
                     .get_or_create(&LimitLabels {
@@ -351,6 +354,12 @@ impl Collector for LiveCollector {
         in_flight.encode(encoder.encode_descriptor(
             "requests_in_flight",
             "Requests a service is serving now",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        kept.encode(encoder.encode_descriptor(
+            "instances_kept",
+            "Instances a service keeps for its next requests (requests_per_instance over 1)",
             None,
             MetricType::Gauge,
         )?)?;
@@ -412,6 +421,7 @@ mod tests {
             services: vec![LiveService {
                 name: "identity-service".into(),
                 in_flight: 2,
+                kept: 4,
                 limits: vec![("busy", 7)],
             }],
             heartbeat_age: Some(Duration::from_millis(250)),
@@ -431,6 +441,7 @@ mod tests {
             r#"hms_request_duration_seconds_count{service="identity-service"} 3"#,
             r#"hms_token_verifications_total{result="invalid"} 1"#,
             r#"hms_requests_in_flight{service="identity-service"} 2"#,
+            r#"hms_instances_kept{service="identity-service"} 4"#,
             r#"hms_limit_hits_total{service="identity-service",limit="busy"} 7"#,
             "hms_cluster_heartbeat_age_seconds 0.25",
             r#"hms_cluster_db_connections{state="open"} 3"#,

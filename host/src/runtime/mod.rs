@@ -188,6 +188,7 @@ impl Runtime {
             .map(|s| LiveService {
                 name: s.name.clone(),
                 in_flight: s.guard.in_flight(),
+                kept: s.warm.kept() as u32,
                 limits: s.guard.limit_hits(),
             })
             .collect();

@@ -208,16 +208,20 @@ impl RequestState {
     }
 
     /// Whether this instance may serve another request after one that
-    /// returned normally: it hit no memory or output limit and is less than
-    /// half way to its memory limit and its cap of host resources (a guest
-    /// that grows or leaks a little on every request gets a fresh instance
-    /// before it fails one), and it holds
-    /// nothing tied to a stream or a call of its request (a response, a
-    /// body, a pending outgoing call), which could tie the next request to
-    /// this one's client. The request itself and field sets it may still
-    /// hold (a garbage-collected guest such as StarlingMonkey drops them
-    /// later) are only data; a request body it never took is taken from it
-    /// here, so the client's connection is not held. `Err` says why not.
+    /// returned normally:
+    /// * it hit no memory or output limit, and is less than half way to its
+    ///   memory limit and to its cap of host resources (a guest that grows
+    ///   or leaks a little on every request gets a fresh instance before it
+    ///   fails one);
+    /// * it holds nothing tied to a stream or a call of its request (a
+    ///   response, a body, a pending outgoing call), which could tie the
+    ///   next request to this one's client. The request itself and field
+    ///   sets it may still hold (a garbage-collected guest such as
+    ///   StarlingMonkey drops them later) are only data; a request body it
+    ///   never took is taken from it here, so the client's connection is not
+    ///   held.
+    ///
+    /// `Err` says why not.
     pub fn reusable(&mut self) -> Result<(), &'static str> {
         use std::any::Any;
         use wasmtime_wasi_http::p2::body::{
