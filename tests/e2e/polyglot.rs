@@ -36,21 +36,17 @@ pub fn start(components: &[PathBuf]) -> Host {
     start_configured(components, "")
 }
 
-/// Like [`start`], with a config file holding `config`.
+/// Like [`start`], with a config file holding `config` (none if empty).
 fn start_configured(components: &[PathBuf], config: &str) -> Host {
     let data = temp_dir("polyglot");
     let file = data.with_extension("toml");
-    std::fs::write(&file, config).unwrap();
-    Host::start_with(
-        components,
-        &data,
-        &[
-            "--cache-dir",
-            &shared_cache(),
-            "--config",
-            file.to_str().unwrap(),
-        ],
-    )
+    let cache = shared_cache();
+    let mut flags = vec!["--cache-dir", cache.as_str()];
+    if !config.is_empty() {
+        std::fs::write(&file, config).unwrap();
+        flags.extend(["--config", file.to_str().unwrap()]);
+    }
+    Host::start_with(components, &data, &flags)
 }
 
 fn send(

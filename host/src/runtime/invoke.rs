@@ -107,10 +107,10 @@ impl Runtime {
             })
         };
         let deadline = Instant::now() + limits.request_timeout;
-        let kept = (limits.requests_per_instance > 1)
+        let idle = (limits.requests_per_instance > 1)
             .then(|| service.warm.take())
             .flatten();
-        let (mut store, kept, served) = match kept {
+        let (mut store, kept, served) = match idle {
             Some(mut idle) => {
                 idle.store.data_mut().rebind(caller, super::stop_at(&guard));
                 idle.store.set_epoch_deadline(1);
@@ -167,14 +167,14 @@ impl Runtime {
                 Ok(proxy) => {
                     let served = served + 1;
                     if served < task_limits.requests_per_instance {
-                        let kept = if Instant::now() >= deadline {
+                        let keep = if Instant::now() >= deadline {
                             Err("its request ran past the deadline")
                         } else if task_body_too_large.load(Ordering::Relaxed) {
                             Err("its request body was over the limit")
                         } else {
                             store.data_mut().reusable()
                         };
-                        match kept {
+                        match keep {
                             Ok(()) => task_service.warm.put(crate::runtime::warm::Idle {
                                 store,
                                 proxy,

@@ -134,6 +134,17 @@ pub struct Budget {
     pub turn: Turn,
 }
 
+impl Budget {
+    /// A request's budget: nothing computed yet, its call tree's turn.
+    fn new(stop_at: std::time::Instant, caller: &Caller) -> Budget {
+        Budget {
+            stop_at,
+            ticks: 0,
+            turn: caller.turn.clone(),
+        }
+    }
+}
+
 /// Store data of one component invocation.
 pub struct RequestState {
     wasi: WasiCtx,
@@ -182,11 +193,7 @@ impl RequestState {
                 caller: caller.clone(),
                 guard,
             },
-            budget: Budget {
-                stop_at,
-                ticks: 0,
-                turn: caller.turn.clone(),
-            },
+            budget: Budget::new(stop_at, &caller),
             core: CoreCtx { core, caller },
             stdout,
             stderr,
@@ -197,11 +204,7 @@ impl RequestState {
     /// Makes a kept instance's state the next request's: its caller, its
     /// time budget, and output captured from here on.
     pub fn rebind(&mut self, caller: Caller, stop_at: std::time::Instant) {
-        self.budget = Budget {
-            stop_at,
-            ticks: 0,
-            turn: caller.turn.clone(),
-        };
+        self.budget = Budget::new(stop_at, &caller);
         self.outgoing.caller = caller.clone();
         self.core.caller = caller;
         self.output_seen = (self.stdout.contents().len(), self.stderr.contents().len());
